@@ -1,0 +1,53 @@
+"""Fixtures shared by every test tier."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.process import REPO, GatewayProcess, start_gateway, tiny_model_dir
+
+# Chainlit writes its .chainlit/ config folder into its app root when first imported: not into the repo.
+os.environ.setdefault("CHAINLIT_APP_ROOT", str(REPO / ".cache" / "chainlit"))
+
+TIERS = {"unit", "integration", "e2e", "browser"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Every test belongs to exactly one tier, so `-m TIER` selects all of it.
+    for item in items:
+        tiers = {mark.name for mark in item.iter_markers()} & TIERS
+        if len(tiers) != 1:
+            raise pytest.UsageError(f"{item.nodeid} must carry exactly one tier marker of {sorted(TIERS)}")
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Path:
+    """The tiny chat model built by scripts/make-tiny-model (scripts/test builds it first)."""
+    path = tiny_model_dir()
+    if not (path / "genai_config.json").is_file():
+        pytest.fail(f"no tiny model at {path}: run scripts/make-tiny-model first (scripts/test does).")
+    return path
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Where tests leave files for people to look at (screenshots, logs)."""
+    path = REPO / "test-artifacts"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def gateway(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """The embedded Foundry Local service serving the tiny model, as a local process; one per test module."""
+    tmp = tmp_path_factory.mktemp("gateway")
+    service = start_gateway(tmp / "data", tmp / "gateway.log", FOUNDRY_MODEL_PATH=str(tiny_model))
+    try:
+        service.wait_for_state({"ready"})
+        yield service
+    finally:
+        service.stop()

@@ -1,0 +1,34 @@
+# Shared by the scripts: create or reuse a virtual environment from lock files.
+# ensure_venv DIR LOCK... [-- EDITABLE_DIR...]
+# Reinstalls only when a lock file (or the editable projects' pyproject.toml) changed.
+ensure_venv() {
+  local dir=$1; shift
+  local locks=() editables=() seen_sep=0 arg
+  for arg in "$@"; do
+    if [ "$arg" = "--" ]; then seen_sep=1; continue; fi
+    if [ $seen_sep = 1 ]; then editables+=("$arg"); else locks+=("$arg"); fi
+  done
+  local stamp
+  stamp=$(cat "${locks[@]}" "${editables[@]/%//pyproject.toml}" | sha256sum | cut -d' ' -f1)
+  if [ -x "$dir/bin/python" ] && [ "$(cat "$dir/.stamp" 2>/dev/null)" = "$stamp" ]; then
+    return 0
+  fi
+  echo "==> preparing $dir"
+  python3 -m venv "$dir"
+  "$dir/bin/python" -m pip install --quiet --upgrade pip
+  local reqs=() lock
+  for lock in "${locks[@]}"; do reqs+=(-r "$lock"); done
+  "$dir/bin/python" -m pip install --quiet "${reqs[@]}"
+  local project
+  for project in "${editables[@]}"; do
+    "$dir/bin/python" -m pip install --quiet --no-deps --editable "$project"
+  done
+  echo "$stamp" > "$dir/.stamp"
+}
+
+require_python_311() {
+  python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || {
+    echo "error: Python 3.11 or newer is needed as python3 (found: $(python3 --version 2>&1))." >&2
+    exit 2
+  }
+}

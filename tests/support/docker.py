@@ -1,0 +1,46 @@
+"""The real Docker engine through its CLI: build the project's images from the local base, run them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.support.process import REPO
+
+OFFLINE_PYTHON_BASE = "foundry-stack/python:3.11-slim"
+
+
+def docker(*args: str, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    return result
+
+
+def require_docker() -> None:
+    """Fail (never skip) with what to do when the engine or the local base image is missing."""
+    if docker("info", check=False, timeout=30).returncode != 0:
+        pytest.fail("no Docker engine is reachable: run scripts/install-prerequisites (it starts dockerd).")
+    if docker("image", "inspect", OFFLINE_PYTHON_BASE, check=False).returncode != 0:
+        pytest.fail(f"base image {OFFLINE_PYTHON_BASE} is missing: run scripts/build-offline-base.")
+
+
+def build_image(context: str, tag: str) -> str:
+    docker("build", "--tag", tag, "--build-arg", f"BASE_IMAGE={OFFLINE_PYTHON_BASE}", str(REPO / context))
+    return tag
+
+
+def inspect(container: str) -> dict:
+    return json.loads(docker("inspect", container).stdout)[0]
+
+
+def health(container: str) -> str:
+    state = inspect(container)["State"]
+    return state.get("Health", {}).get("Status", state["Status"])
+
+
+def published_port(container: str, port: int) -> int:
+    binding = inspect(container)["NetworkSettings"]["Ports"][f"{port}/tcp"][0]
+    return int(binding["HostPort"])

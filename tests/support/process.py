@@ -1,0 +1,121 @@
+"""Start real processes for tests and wait for them by polling a condition (never a fixed sleep)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tiny_model_dir() -> Path:
+    """Where scripts/make-tiny-model puts the tiny chat model (TINY_MODEL_DIR overrides, as for the script)."""
+    return Path(os.environ.get("TINY_MODEL_DIR", REPO / ".cache" / "tiny-model"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll `condition` until it holds; fail with `what` when `timeout` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def log_events(path: Path) -> list[dict]:
+    """The JSON lines of a structlog log file (the runtime's own native lines are skipped)."""
+    events = []
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue
+    return events
+
+
+def terminate(proc: subprocess.Popen, timeout: float = 15) -> int:
+    """SIGTERM, as Docker and systemd stop a service; SIGKILL only if it does not stop in time."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+@dataclass
+class GatewayProcess:
+    """The embedded Foundry Local service (`python -m foundry_embedded`) as a local process."""
+
+    proc: subprocess.Popen
+    url: str
+    log_path: Path
+
+    @property
+    def runtime_url(self) -> str:
+        """The runtime's own loopback web service, which only the gateway should use."""
+        return next(e["url"] for e in log_events(self.log_path) if e.get("event") == "runtime_started")
+
+    def healthz(self) -> httpx.Response:
+        return httpx.get(f"{self.url}/healthz", timeout=5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_state(self, states: set[str], timeout: float = 60) -> dict:
+        body: dict = {}
+
+        def reached() -> bool:
+            nonlocal body
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                body = self.healthz().json()
+            except httpx.HTTPError:
+                return False
+            return body.get("state") in states
+
+        wait_until(reached, timeout, f"gateway state in {states}")
+        return body
+
+    def stop(self, timeout: float = 15) -> int:
+        return terminate(self.proc, timeout)
+
+
+def start_gateway(data_dir: Path, log_path: Path, **env: str) -> GatewayProcess:
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "PORT": str(port),
+        "GATEWAY_HOST": "127.0.0.1",
+        "FOUNDRY_DATA_DIR": str(data_dir),
+        "LOG_FORMAT": "json",
+        **env,
+    }
+    log_file = log_path.open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "foundry_embedded"], env=full_env, stdout=log_file, stderr=subprocess.STDOUT
+    )
+    log_file.close()
+    return GatewayProcess(proc=proc, url=f"http://127.0.0.1:{port}", log_path=log_path)
