@@ -1,0 +1,1 @@
+"""The embedded Foundry Local service: the real runtime in-process, behind a thin gateway."""

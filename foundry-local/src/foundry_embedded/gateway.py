@@ -1,0 +1,281 @@
+"""The gateway: the only routes of the runtime that leave the container, plus health and metrics.
+
+Anything not routed here (the runtime's /shutdown, /models/load/..., /status, ...) is a 404, because
+the runtime itself listens on loopback inside the container and only this app forwards to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from foundry_embedded.metrics import Metrics
+from foundry_embedded.runtime import EmbeddedRuntime, ServedModel, Status
+from foundry_embedded.settings import Settings
+from foundry_embedded.sse import StreamWatcher
+
+log = structlog.get_logger("foundry_embedded.gateway")
+
+CHAT_ROUTE = "/v1/chat/completions"
+OPERATION = "chat"
+
+
+class RequestError(Exception):
+    """A request we refuse, with the status and the message the client gets."""
+
+    def __init__(self, status: int, message: str, code: str, error_type: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.error_type = status, message, code, error_type
+
+
+def error_response(status: int, message: str, code: str, error_type: str = "invalid_request_error") -> JSONResponse:
+    # The OpenAI error shape, so OpenAI clients surface the message as it is.
+    return JSONResponse({"error": {"message": message, "type": error_type, "code": code}}, status_code=status)
+
+
+def status_body(status: Status) -> dict:
+    body: dict = {"state": status.state, "message": status.message, "model": status.model}
+    if status.download is not None:
+        body["download"] = {
+            "percent": status.download.percent,
+            "bytes_per_second": status.download.bytes_per_second,
+            "size_bytes": status.download.size_bytes,
+        }
+    body["models"] = [m.id for m in status.models]
+    return body
+
+
+def create_app(settings: Settings, runtime: EmbeddedRuntime, metrics: Metrics) -> Starlette:
+    session: aiohttp.ClientSession | None = None
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        nonlocal session
+        # A new loopback connection per request, none kept alive: on a reused connection the runtime's
+        # web service holds its first streamed chunk back ~40 ms (Nagle against the client's delayed
+        # ACK), while a fresh connection costs ~0.1 ms. No connection limit: streams never queue.
+        # aiohttp rather than httpx: ~1 ms less time to first token on this hop (measured here).
+        session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=settings.upstream_timeout_seconds),
+            connector=aiohttp.TCPConnector(force_close=True, limit=0),
+        )
+        try:
+            yield
+        finally:
+            await session.close()
+            await asyncio.to_thread(runtime.stop)
+
+    async def healthz(request: Request) -> Response:
+        status = runtime.status
+        return JSONResponse(status_body(status), status_code=200 if status.ready else 503)
+
+    async def models(request: Request) -> Response:
+        data = [
+            {"id": m.id, "object": "model", "created": 0, "owned_by": "foundry-local", "alias": m.alias}
+            for m in runtime.status.models
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def metrics_route(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def chat_completions(request: Request) -> Response:
+        started = time.perf_counter()
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        model_label = "unknown"
+        try:
+            payload = await read_json_body(request, settings.max_request_bytes)
+            model = resolve_model(payload, runtime.status)
+            model_label = model.id
+            payload["model"] = model.id
+            if payload.get("max_tokens") is None and payload.get("max_completion_tokens") is None:
+                payload["max_tokens"] = default_max_tokens(model, settings.default_max_tokens)
+            url = f"{runtime.base_url}{model.api_base}/chat/completions"
+            headers = {"content-type": "application/json", "x-request-id": request_id}
+            try:
+                upstream = await session.post(url, data=json.dumps(payload).encode(), headers=headers)
+                if upstream.status != 200:
+                    body = await upstream.read()
+                    upstream.close()
+                    raise RequestError(upstream.status, upstream_message(body), "runtime_error")
+                if payload.get("stream") is True:
+                    return StreamingResponse(
+                        relay(upstream, model, started, request_id),
+                        media_type="text/event-stream",
+                        headers={"cache-control": "no-cache", "x-accel-buffering": "no", "x-request-id": request_id},
+                    )
+                body = await upstream.read()
+                upstream.close()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise runtime_unreachable(exc) from exc
+            observe_completion(model, started, body)
+            finish(model.id, 200, started, request_id)
+            return Response(body, media_type="application/json", headers={"x-request-id": request_id})
+        except RequestError as exc:
+            metrics.errors.labels(CHAT_ROUTE, model_label, exc.code).inc()
+            finish(model_label, exc.status, started, request_id, error=exc.code, message=exc.message)
+            return error_response(exc.status, exc.message, exc.code, exc.error_type)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    async def relay(
+        upstream: aiohttp.ClientResponse, model: ServedModel, started: float, request_id: str
+    ) -> AsyncIterator[bytes]:
+        watcher = StreamWatcher(started)
+        outcome, error = 200, None
+        try:
+            async for chunk in upstream.content.iter_any():
+                watcher.feed(chunk)
+                yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # The runtime went away mid-stream: end the stream with an error event the client can
+            # show, rather than a connection that just stops.
+            outcome, error = 502, "stream_failed"
+            failure = runtime_unreachable(exc)
+            event = {"error": {"message": failure.message, "type": failure.error_type, "code": error}}
+            yield f"data: {json.dumps(event)}\n\n".encode()
+        except (asyncio.CancelledError, GeneratorExit, OSError):
+            # Starlette cancels this generator when the client goes away: closing the upstream
+            # response below closes the runtime's connection, which stops the generation.
+            outcome, error = "cancelled", "client_disconnected"
+            raise
+        finally:
+            upstream.close()  # drops the connection: the runtime stops generating for a client that left
+            observe_stream(model, watcher, error)
+            if error:
+                metrics.errors.labels(CHAT_ROUTE, model.id, error).inc()
+            finish(model.id, outcome, started, request_id, error=error, tokens=watcher.output_tokens)
+
+    def observe_stream(model: ServedModel, watcher: StreamWatcher, error: str | None) -> None:
+        labels = (OPERATION, model.id)
+        metrics.request_duration.labels(*labels, error or "").observe(time.perf_counter() - watcher.started)
+        if watcher.first_token_at is None:
+            return
+        metrics.time_to_first_token.labels(*labels).observe(watcher.first_token_at - watcher.started)
+        tokens = watcher.output_tokens
+        generation = watcher.last_token_at - watcher.first_token_at
+        if tokens > 1:
+            # 0 when a fast model's tokens all arrived in one read: faster than this gateway can tell apart.
+            metrics.time_per_output_token.labels(*labels).observe(generation / (tokens - 1))
+            if generation > 0:
+                metrics.output_tokens_per_second.labels(*labels).observe((tokens - 1) / generation)
+        count_tokens(model, watcher.usage, tokens)
+
+    def observe_completion(model: ServedModel, started: float, body: bytes) -> None:
+        elapsed = time.perf_counter() - started
+        metrics.request_duration.labels(OPERATION, model.id, "").observe(elapsed)
+        try:
+            usage = json.loads(body).get("usage") or {}
+        except (ValueError, AttributeError):
+            usage = {}
+        tokens = usage.get("completion_tokens") or 0
+        if tokens and elapsed > 0:
+            metrics.output_tokens_per_second.labels(OPERATION, model.id).observe(tokens / elapsed)
+        count_tokens(model, usage, tokens)
+
+    def count_tokens(model: ServedModel, usage: dict | None, output_tokens: int) -> None:
+        labels = (OPERATION, model.id)
+        prompt = (usage or {}).get("prompt_tokens")
+        if isinstance(prompt, int):
+            metrics.tokens.labels(*labels, "input").inc(prompt)
+        metrics.tokens.labels(*labels, "output").inc(output_tokens)
+
+    def finish(model: str, status: int | str, started: float, request_id: str, **fields: object) -> None:
+        metrics.requests.labels(CHAT_ROUTE, model, str(status)).inc()
+        log.info(
+            "chat_completion",
+            request_id=request_id,
+            model=model,
+            status=status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            **{k: v for k, v in fields.items() if v is not None},
+        )
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics_route, methods=["GET"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route(CHAT_ROUTE, chat_completions, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def read_json_body(request: Request, limit: int) -> dict:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, f"Request body is {declared} bytes; the limit is {limit} bytes.", "body_too_large")
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise RequestError(413, f"Request body exceeds the limit of {limit} bytes.", "body_too_large")
+    except ClientDisconnect:
+        raise RequestError(400, "The client went away while sending the request.", "client_disconnected") from None
+    if not body:
+        raise RequestError(400, "Request body is empty: send a JSON chat completion request.", "invalid_json")
+    try:
+        payload = json.loads(body)
+    except UnicodeDecodeError:
+        raise RequestError(400, "Request body is not UTF-8 text: send JSON.", "invalid_json") from None
+    except ValueError as exc:
+        raise RequestError(400, f"Request body is not valid JSON: {exc}.", "invalid_json") from None
+    if not isinstance(payload, dict):
+        raise RequestError(400, "Request body must be a JSON object.", "invalid_json")
+    return payload
+
+
+def resolve_model(payload: dict, status: Status) -> ServedModel:
+    if not status.ready:
+        raise RequestError(503, f"No model is ready yet: {status.message}", "model_not_ready", "server_error")
+    name = payload.get("model")
+    loaded = ", ".join(m.id for m in status.models)
+    if not isinstance(name, str) or not name:
+        raise RequestError(400, f"'model' is required. Loaded models: {loaded}.", "model_missing")
+    model = status.find(name)
+    if model is None:
+        raise RequestError(404, f"Model '{name}' is not loaded here. Loaded models: {loaded}.", "model_not_found")
+    return model
+
+
+def default_max_tokens(model: ServedModel, configured: int) -> int:
+    """A max_tokens that fits: without one, the runtime asks for 2048 and small models refuse."""
+    if model.context_length:
+        return max(1, min(configured, model.context_length // 2))
+    return configured
+
+
+def upstream_message(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace")[:500] or "The runtime refused the request."
+    if isinstance(data, dict):
+        error = data.get("error", data)
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        if isinstance(error, str):
+            return error
+    return json.dumps(data)[:500]
+
+
+def runtime_unreachable(exc: Exception) -> RequestError:
+    return RequestError(
+        502,
+        f"The Foundry Local runtime stopped answering ({type(exc).__name__}). Check /healthz and the service log.",
+        "runtime_unreachable",
+        "server_error",
+    )

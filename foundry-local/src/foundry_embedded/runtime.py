@@ -1,0 +1,228 @@
+"""The Foundry Local runtime, in-process: start it, choose and prepare a model, report where it is.
+
+The runtime's own web service listens on 127.0.0.1 on a port it picks; only the gateway talks to it.
+Model preparation (download, registration, load) runs in a background thread so that `/healthz`
+can report progress while it happens.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import structlog
+
+from foundry_embedded.metrics import Metrics
+from foundry_embedded.settings import Settings
+
+log = structlog.get_logger("foundry_embedded.runtime")
+
+PUBLIC_API_BASE = "/v1"
+LOCAL_API_BASE = "/catalogs/local/v1"  # models registered from a folder (BYOM) are served here
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    id: str  # what clients send as "model"
+    alias: str
+    api_base: str
+    context_length: int | None
+
+
+@dataclass(frozen=True)
+class Download:
+    percent: float = 0.0
+    bytes_per_second: float | None = None
+    size_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Status:
+    state: str
+    message: str
+    model: str | None = None
+    download: Download | None = None
+    models: tuple[ServedModel, ...] = field(default=())
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+    def find(self, name: str) -> ServedModel | None:
+        """A served model by the id clients send, or by its alias as a convenience."""
+        return next((m for m in self.models if m.id == name), None) or next(
+            (m for m in self.models if m.alias == name), None
+        )
+
+
+class EmbeddedRuntime:
+    """Owns the FoundryLocalManager singleton for the life of the process."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._manager = None
+        self._status = Status("starting", "Starting the Foundry Local runtime.")
+        self._cancel = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.base_url: str | None = None
+        metrics.state.state("starting")
+
+    @property
+    def status(self) -> Status:
+        return self._status  # replaced whole, never mutated: safe to read from any thread
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the runtime and its loopback web service, then prepare the model in the background."""
+        from foundry_local_sdk import Configuration, FoundryLocalManager, LogLevel
+
+        data = self._settings.data_dir
+        for sub in ("app", "models", "logs"):
+            (data / sub).mkdir(parents=True, exist_ok=True)
+        config = Configuration(
+            app_name="foundry-embedded",
+            app_data_dir=str(data / "app"),
+            model_cache_dir=str(data / "models"),
+            logs_dir=str(data / "logs"),
+            log_level=LogLevel.WARNING,
+            web=Configuration.WebService(urls="http://127.0.0.1:0"),
+            disable_nonessential_telemetry=True,
+        )
+        started = time.perf_counter()
+        self._manager = FoundryLocalManager(config)
+        self._manager.start_web_service()
+        self.base_url = self._manager.urls[0].rstrip("/")
+        log.info("runtime_started", url=self.base_url, seconds=round(time.perf_counter() - started, 3))
+        self._thread = threading.Thread(target=self._prepare_model, name="prepare-model", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Unload the model and stop the runtime; exit the process if the native side hangs."""
+        self._cancel.set()
+        self._set(replace(self._status, state="stopping", message="Stopping."))
+        if self._manager is None:
+            return
+        closer = threading.Thread(target=self._manager.close, name="close-runtime", daemon=True)
+        closer.start()
+        closer.join(timeout)
+        if closer.is_alive():
+            log.warning("runtime_stop_timeout", seconds=timeout)
+            os._exit(0)  # the process is ending anyway; don't let Docker's SIGKILL be the way out
+        self._manager = None
+        log.info("runtime_stopped")
+
+    # -- model preparation ---------------------------------------------------------------------
+
+    def _prepare_model(self) -> None:
+        try:
+            if self._settings.foundry_model_path is not None:
+                served = self._prepare_local(self._settings.foundry_model_path)
+            else:
+                served = self._prepare_catalog(self._settings.foundry_model)
+            if served is None:
+                return
+            self._metrics.model_loaded.labels(served.id).set(1)
+            self._set(Status("ready", f"Serving {served.id}.", model=served.id, models=(served,)))
+            log.info("model_ready", model=served.id, alias=served.alias, api_base=served.api_base)
+        except Exception as exc:  # the service stays up to say what went wrong
+            if self._cancel.is_set():
+                return
+            log.exception("model_failed")
+            self._set(
+                Status(
+                    "failed",
+                    f"Preparing the model failed: {exc}. Check FOUNDRY_MODEL / FOUNDRY_MODEL_PATH, "
+                    "then restart the service.",
+                    model=str(self._settings.foundry_model_path or self._settings.foundry_model),
+                )
+            )
+
+    def _prepare_local(self, path: Path) -> ServedModel | None:
+        from foundry_local_sdk import CatalogType, ModelInfoBuilder
+
+        if not (path / "genai_config.json").is_file():
+            self._set(
+                Status(
+                    "no_model",
+                    f"FOUNDRY_MODEL_PATH={path} is not an ONNX Runtime GenAI model folder "
+                    "(no genai_config.json in it). Point it at a folder built by scripts/make-tiny-model "
+                    "or exported with onnxruntime_genai.models.builder.",
+                    model=str(path),
+                )
+            )
+            log.error("model_folder_invalid", path=str(path))
+            return None
+        model_id = self._settings.local_model_id
+        catalog = self._manager.get_catalog(CatalogType.LOCAL)
+        model = catalog.get_model_variant(model_id)
+        if model is not None and Path(model.get_path()).resolve() != path.resolve():
+            # Same id, different folder: the registration is stale, replace it.
+            catalog.unregister_model(model_id)
+            model = None
+        if model is None:
+            with ModelInfoBuilder() as metadata:
+                metadata.set_string_property("task", "chat-completion")
+                metadata.set_string_property("display_name", path.name)
+                model = catalog.register_model(model_path=path, model_id=model_id, metadata=metadata)
+            log.info("model_registered", model=model_id, path=str(path))
+        return self._load(model, LOCAL_API_BASE)
+
+    def _prepare_catalog(self, alias: str) -> ServedModel | None:
+        catalog = self._manager.get_catalog()
+        model = catalog.get_model(alias)
+        if model is None:
+            self._set(
+                Status(
+                    "no_model",
+                    f"Model '{alias}' is not available: the Foundry Local catalog could not be reached "
+                    "or has no such alias, and FOUNDRY_MODEL_PATH is not set. Offline, set "
+                    "FOUNDRY_MODEL_PATH to a local model folder (scripts/make-tiny-model builds one); "
+                    "online, set FOUNDRY_MODEL to a catalog alias such as qwen2.5-0.5b.",
+                    model=alias,
+                )
+            )
+            log.error("model_unavailable", model=alias)
+            return None
+        if not model.is_cached:
+            self._download(model)
+        return self._load(model, PUBLIC_API_BASE)
+
+    def _download(self, model) -> None:
+        size_mb = model.info.file_size_mb
+        size = size_mb * 1024 * 1024 if size_mb else None
+        started = time.monotonic()
+        last_logged = [-1.0, 0.0]  # percent, time
+
+        def progress(percent: float) -> None:
+            elapsed = time.monotonic() - started
+            speed = size * percent / 100 / elapsed if size and elapsed > 0 else None
+            download = Download(round(percent, 1), speed and round(speed), size)
+            self._set(
+                Status("downloading", f"Downloading {model.id}: {percent:.0f}%.", model=model.id, download=download)
+            )
+            self._metrics.download_progress.labels(model.id).set(percent / 100)
+            # One line per 5 % or per 10 s, whichever comes first: visible progress, quiet logs.
+            if percent - last_logged[0] >= 5 or elapsed - last_logged[1] >= 10 or percent >= 100:
+                last_logged[:] = [percent, elapsed]
+                log.info("model_download", model=model.id, percent=round(percent, 1), bytes_per_second=speed)
+
+        self._set(Status("downloading", f"Downloading {model.id}.", model=model.id, download=Download(0.0, None, size)))
+        log.info("model_download_started", model=model.id, size_bytes=size)
+        model.download(progress_callback=progress, cancel_event=self._cancel)
+        log.info("model_downloaded", model=model.id, seconds=round(time.monotonic() - started, 1))
+
+    def _load(self, model, api_base: str) -> ServedModel:
+        self._set(Status("loading", f"Loading {model.id}.", model=model.id))
+        started = time.perf_counter()
+        model.load()
+        log.info("model_loaded", model=model.id, seconds=round(time.perf_counter() - started, 3))
+        return ServedModel(id=model.id, alias=model.alias, api_base=api_base, context_length=model.context_length)
+
+    def _set(self, status: Status) -> None:
+        self._status = status
+        self._metrics.state.state(status.state)

@@ -1,0 +1,77 @@
+"""Configuration from environment variables (documented in the README's configuration table)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    # Gateway (the only thing reachable from outside the container).
+    host: str = Field("0.0.0.0", validation_alias="GATEWAY_HOST")
+    port: int = Field(5273, ge=1, le=65535, validation_alias="PORT")
+
+    # Model choice: a local folder wins over a catalog alias.
+    foundry_model: str = Field("qwen2.5-0.5b", validation_alias="FOUNDRY_MODEL")
+    foundry_model_path: Path | None = Field(None, validation_alias="FOUNDRY_MODEL_PATH")
+    foundry_model_id: str | None = Field(None, validation_alias="FOUNDRY_MODEL_ID")
+
+    data_dir: Path = Field(Path("/data"), validation_alias="FOUNDRY_DATA_DIR")
+
+    default_max_tokens: int = Field(512, ge=1, validation_alias="DEFAULT_MAX_TOKENS")
+    max_request_bytes: int = Field(1_048_576, ge=1024, validation_alias="MAX_REQUEST_BYTES")
+    upstream_timeout_seconds: float = Field(300.0, gt=0, validation_alias="UPSTREAM_TIMEOUT_SECONDS")
+
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", validation_alias="LOG_LEVEL")
+    log_format: Literal["json", "console"] = Field("json", validation_alias="LOG_FORMAT")
+
+    @field_validator("foundry_model_path", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: object) -> object:
+        # Compose passes unset variables as empty strings.
+        return None if value == "" else value
+
+    @field_validator("foundry_model_id", mode="before")
+    @classmethod
+    def _empty_id_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("foundry_model_id")
+    @classmethod
+    def _id_has_version(cls, value: str | None) -> str | None:
+        if value is not None and ":" not in value:
+            raise ValueError("must look like NAME:VERSION, e.g. my-model-generic-cpu:1")
+        return value
+
+    @property
+    def local_model_id(self) -> str:
+        """Stable id for the local model folder: the same folder name always registers the same id."""
+        if self.foundry_model_id:
+            return self.foundry_model_id
+        assert self.foundry_model_path is not None
+        name = "".join(c if c.isalnum() or c in "-." else "-" for c in self.foundry_model_path.name.lower())
+        return f"{name.strip('-') or 'local-model'}-generic-cpu:1"
+
+
+def load_settings() -> Settings:
+    """Read settings; on bad values print which variable is wrong and exit non-zero."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = ["Invalid configuration:"]
+        for error in exc.errors():
+            variable = str(error["loc"][0]).upper() if error["loc"] else "?"
+            lines.append(f"  {variable}={error.get('input')!r}: {error['msg']}")
+        print("\n".join(lines), file=sys.stderr)
+        raise SystemExit(2) from None

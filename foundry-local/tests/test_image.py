@@ -1,0 +1,88 @@
+"""The embedded service's image, built from the local base and run by the real Docker engine."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.docker import build_image, docker, health, inspect, published_port, require_docker
+from tests.support.process import wait_until
+
+pytestmark = pytest.mark.e2e
+
+IMAGE = "foundry-stack/foundry-local:test"
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    require_docker()
+    return build_image("foundry-local", IMAGE)
+
+
+@pytest.fixture(scope="module")
+def container(image: str, tiny_model: Path) -> Iterator[tuple[str, float]]:
+    started = time.monotonic()
+    name = docker(
+        "run", "--detach", "--publish", "127.0.0.1::5273",
+        "--volume", f"{tiny_model}:/models/tiny-chat:ro",
+        "--env", "FOUNDRY_MODEL_PATH=/models/tiny-chat",
+        image,
+    ).stdout.strip()  # fmt: skip
+    try:
+        wait_until(lambda: health(name) in {"healthy", "unhealthy", "exited"}, 60, "the container's health")
+        yield name, time.monotonic() - started
+    finally:
+        docker("rm", "--force", "--volumes", name, check=False)
+
+
+def test_container_becomes_healthy_within_ten_seconds(container: tuple[str, float]) -> None:
+    name, seconds = container
+    assert health(name) == "healthy", docker("logs", name).stdout[-3000:]
+    assert seconds <= 10, f"healthy after {seconds:.1f}s"
+
+
+def test_container_runs_as_a_non_root_user(container: tuple[str, float]) -> None:
+    name, _ = container
+    assert docker("exec", name, "id", "-u").stdout.strip() != "0"
+    assert inspect(name)["Config"]["User"] not in {"", "0", "root"}
+
+
+def test_healthz_reports_the_mounted_model_and_chat_works(container: tuple[str, float]) -> None:
+    name, _ = container
+    url = f"http://127.0.0.1:{published_port(name, 5273)}"
+    body = httpx.get(f"{url}/healthz").json()
+    assert body["state"] == "ready"
+    assert body["model"] == "tiny-chat-generic-cpu:1"
+    answer = httpx.post(
+        f"{url}/v1/chat/completions",
+        json={"model": body["model"], "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8},
+        timeout=30,
+    )
+    assert answer.status_code == 200
+    assert httpx.post(f"{url}/shutdown").status_code == 404
+
+
+def test_logs_are_json_lines(container: tuple[str, float]) -> None:
+    name, _ = container
+    lines = [line for line in docker("logs", name).stdout.splitlines() if line.startswith("{")]
+    assert any('"event": "model_ready"' in line for line in lines)
+
+
+def test_docker_stop_is_clean(image: str, tiny_model: Path) -> None:
+    name = docker(
+        "run", "--detach", "--volume", f"{tiny_model}:/models/tiny-chat:ro",
+        "--env", "FOUNDRY_MODEL_PATH=/models/tiny-chat", image,
+    ).stdout.strip()  # fmt: skip
+    try:
+        wait_until(lambda: health(name) == "healthy", 60, "the container to be healthy")
+        docker("stop", "--time", "10", name)
+        state = inspect(name)["State"]
+        # 143 is SIGTERM re-raised after the graceful shutdown; 137 would be Docker's SIGKILL.
+        assert state["ExitCode"] in {0, 143}, docker("logs", name).stdout[-3000:]
+        assert '"event": "runtime_stopped"' in docker("logs", name).stdout
+    finally:
+        docker("rm", "--force", "--volumes", name, check=False)
