@@ -1,0 +1,35 @@
+"""Entry point: read the settings (exit 2 on bad ones), then serve the app with uvicorn."""
+
+from __future__ import annotations
+
+import structlog
+import uvicorn
+
+from foundry_chat.logs import configure_logging
+from foundry_chat.settings import load_settings
+
+log = structlog.get_logger("foundry_chat")
+
+# Docker waits 10 s after SIGTERM: open answers get 5 s to finish.
+GRACEFUL_SECONDS = 5
+
+
+def main() -> None:
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    from foundry_chat.app import create_app  # after logging: Chainlit logs while it loads
+
+    app = create_app(settings)
+    log.info("chat_starting", host=settings.host, port=settings.port, upstreams=settings.upstream_urls)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SECONDS,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""The HTTP application: health, readiness and metrics routes, with Chainlit mounted at `/` behind them.
+
+Chainlit's own FastAPI app has a catch-all route that would shadow anything added to it, so ours is the
+outer app: its routes are matched first, everything else goes to Chainlit (UI, REST API, Socket.IO).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from foundry_chat.chainlit_root import prepare_chainlit_root
+from foundry_chat.service import Service, build_service, install
+from foundry_chat.settings import Settings
+
+HANDLERS = Path(__file__).with_name("ui.py")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    service = build_service(settings)
+    install(service)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    add_operational_routes(app, service)
+
+    prepare_chainlit_root()
+    from chainlit.utils import mount_chainlit  # imported late: Chainlit reads its folder at import
+
+    from foundry_chat.chainlit_fixes import remove_blocking_sleeps
+
+    remove_blocking_sleeps()
+    mount_chainlit(app=app, target=str(HANDLERS), path="/")
+    return app
+
+
+def add_operational_routes(app: FastAPI, service: Service) -> None:
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> JSONResponse:
+        # Liveness: the process answers. Upstream trouble is /readyz's business, not a reason to restart.
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        ready = service.registry.ready
+        body = {
+            "ready": ready,
+            "models": service.registry.models(),
+            "upstreams": service.registry.snapshot(),
+        }
+        if not ready:
+            body["message"] = "No upstream serves a model yet: start Foundry Local or check FOUNDRY_LOCAL_URLS."
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

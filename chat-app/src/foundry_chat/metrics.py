@@ -1,0 +1,74 @@
+"""Prometheus metrics: the OpenTelemetry GenAI client conventions in Prometheus form, plus the service's own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Bucket boundaries advised by the OTel GenAI semantic conventions.
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+CHUNK_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+GENAI_LABELS = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "server_address")
+OUTCOMES = ("ok", "interrupted", "stopped", "failed", "rejected")
+
+
+class ChatMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.duration = Histogram(
+            "gen_ai_client_operation_duration_seconds",
+            "GenAI operation duration, from request to the last chunk",
+            (*GENAI_LABELS, "error_type"),
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.time_to_first_chunk = Histogram(
+            "gen_ai_client_operation_time_to_first_chunk_seconds",
+            "Time from the request to the first streamed chunk",
+            GENAI_LABELS,
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.time_per_output_chunk = Histogram(
+            "gen_ai_client_operation_time_per_output_chunk_seconds",
+            "Time between consecutive streamed chunks after the first",
+            GENAI_LABELS,
+            buckets=CHUNK_BUCKETS,
+            registry=r,
+        )
+        self.token_usage = Histogram(
+            "gen_ai_client_token_usage",
+            "Tokens per operation, by gen_ai_token_type (input or output), as the upstream reported them",
+            (*GENAI_LABELS, "gen_ai_token_type"),
+            buckets=TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.upstream_up = Gauge(
+            "chat_upstream_up", "1 when the upstream answers and serves a model", ("upstream", "cloud"), registry=r
+        )
+        self.upstream_models = Gauge(
+            "chat_upstream_models", "Models loaded on the upstream", ("upstream", "cloud"), registry=r
+        )
+        self.failovers = Counter(
+            "chat_upstream_failovers", "Requests moved to the next upstream before the first token", ("upstream",),
+            registry=r,
+        )  # fmt: skip
+        self.messages = Counter("chat_messages", "User messages handled, by outcome", ("outcome",), registry=r)
+        self.active_sessions = Gauge("chat_active_sessions", "Chat sessions with a connected browser", registry=r)
+        self.event_loop_lag = Histogram(
+            "chat_event_loop_lag_seconds",
+            "How late the event loop runs a timer: high values mean one task is blocking every user",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        for outcome in OUTCOMES:
+            self.messages.labels(outcome)
+
+    def track_sessions(self, count: Callable[[], int]) -> None:
+        self.active_sessions.set_function(count)

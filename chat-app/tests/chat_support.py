@@ -1,0 +1,208 @@
+"""The chat service as a real local process, and a Socket.IO client that speaks Chainlit's protocol.
+
+Chainlit 2.x protocol (chainlit/socket.py and its web client): connect to `/ws/socket.io` with
+`auth={sessionId, clientType, threadId, userEnv, chatProfile}`, emit `connection_successful` (which runs
+on_chat_start), send `client_message` `{message: step, fileReferences}`; the server answers with
+`task_start`, `new_message` / `stream_start` / `stream_token` / `update_message`, then `task_end`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import socketio
+from paced_upstream import PACED_MODEL
+
+from tests.support.chat import ChatProcess, start_chat
+from tests.support.process import free_port, wait_until
+
+__all__ = ["PACED_MODEL", "ChainlitClient", "ChatProcess", "PacedUpstream", "start_chat", "start_paced_upstream"]
+
+ANSWER_TIMEOUT = 60
+STREAM_EVENTS = {"stream_start", "stream_token"}
+
+
+@dataclass
+class PacedUpstream:
+    proc: subprocess.Popen
+    url: str  # the OpenAI base URL (…/v1)
+
+    def stats(self) -> dict:
+        return httpx.get(f"{self.url.removesuffix('/v1')}/stats", timeout=5).json()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def start_paced_upstream(
+    first_token_ms: float = 20,
+    token_interval_ms: float = 10,
+    fail_status: int = 0,
+    break_after: int = 0,
+    downloading: float | None = None,
+) -> PacedUpstream:
+    port = free_port()
+    args = [
+        sys.executable, str(Path(__file__).with_name("paced_upstream.py")), str(port),
+        "--first-token-ms", str(first_token_ms), "--token-interval-ms", str(token_interval_ms),
+        "--fail-status", str(fail_status), "--break-after", str(break_after),
+    ]  # fmt: skip
+    if downloading is not None:
+        args += ["--downloading", str(downloading)]
+    upstream = PacedUpstream(subprocess.Popen(args), f"http://127.0.0.1:{port}/v1")
+
+    def up() -> bool:
+        if upstream.proc.poll() is not None:
+            raise RuntimeError(f"the paced upstream exited with {upstream.proc.returncode}")
+        try:
+            return httpx.get(f"{upstream.url}/models", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(up, 30, "the paced upstream")
+    return upstream
+
+
+@dataclass
+class Reply:
+    """Everything the server sent while answering one message."""
+
+    events: list[tuple[str, object]] = field(default_factory=list)
+    # When each event arrived (time.perf_counter), and when the question was sent: for the benchmark.
+    times: list[float] = field(default_factory=list)
+    sent_at: float = 0.0
+
+    def named(self, name: str) -> list:
+        return [data for event, data in self.events if event == name]
+
+    @property
+    def streamed_text(self) -> str:
+        """The answer as it was streamed: stream_start carries the first token, stream_token the rest."""
+        return "".join(d["output"] for d in self.named("stream_start")) + "".join(
+            d["token"] for d in self.named("stream_token")
+        )
+
+    @property
+    def usage_tokens(self) -> int:
+        """The output token count the answer's footer reports (from the upstream's usage)."""
+        found = re.search(r" · (\d+) tokens · ", self.final_text())
+        return int(found.group(1)) if found else 0
+
+    @property
+    def streamed_ids(self) -> set[str]:
+        return {d["id"] for d in self.named("stream_start")}
+
+    def final_text(self) -> str:
+        """The last content shown for the assistant's answer (after streaming ended)."""
+        steps = [d for d in self.named("new_message") + self.named("update_message") if isinstance(d, dict)]
+        answers = [s for s in steps if s.get("type") == "assistant_message"]
+        return answers[-1]["output"] if answers else ""
+
+    def token_times(self) -> list[float]:
+        """Arrival times of the answer's tokens: the first comes with stream_start, the rest as stream_token."""
+        return [t for (event, _), t in zip(self.events, self.times, strict=True) if event in STREAM_EVENTS]
+
+    def texts(self) -> list[str]:
+        return [d.get("output", "") for d in self.named("new_message") + self.named("update_message")]
+
+
+class ChainlitClient:
+    """One browser tab: a Chainlit session over a real Socket.IO connection."""
+
+    def __init__(self, url: str, chat_profile: str = "") -> None:
+        self.url = url
+        self.session_id = str(uuid.uuid4())
+        self.chat_profile = chat_profile
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.events: asyncio.Queue[tuple[str, object, float]] = asyncio.Queue()
+        self.settings: list = []
+
+        @self.sio.on("*")
+        async def any_event(event: str, data: object = None) -> None:
+            await self.events.put((event, data, time.perf_counter()))
+
+    async def connect(self) -> Reply:
+        """Connect and run on_chat_start; returns what the server sent at start (settings, notices)."""
+        await self.sio.connect(
+            self.url,
+            socketio_path="/ws/socket.io",
+            transports=["websocket"],
+            auth={
+                "sessionId": self.session_id,
+                "clientType": "webapp",
+                "threadId": "",
+                "userEnv": "{}",
+                "chatProfile": self.chat_profile,
+            },
+            wait_timeout=10,
+        )
+        await self.sio.emit("connection_successful")
+        reply = Reply()
+        # on_chat_start always ends by sending the chat settings.
+        await self._collect(reply, until="chat_settings")
+        return reply
+
+    async def ask(self, text: str) -> Reply:
+        """Send a user message and collect the server's events until the task ends."""
+        step = {
+            "id": str(uuid.uuid4()),
+            "threadId": "",
+            "name": "User",
+            "type": "user_message",
+            "output": text,
+            "createdAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }
+        reply = Reply(sent_at=time.perf_counter())
+        await self.sio.emit("client_message", {"message": step, "fileReferences": []})
+        await self._collect(reply, until="task_end", after="task_start")
+        return reply
+
+    async def stop_task(self) -> None:
+        await self.sio.emit("stop")
+
+    async def _collect(self, reply: Reply, until: str, after: str | None = None) -> None:
+        started = after is None
+
+        async def run() -> None:
+            nonlocal started
+            while True:
+                event, data, at = await self.events.get()
+                reply.events.append((event, data))
+                reply.times.append(at)
+                if event == after:
+                    started = True
+                elif started and event == until:
+                    return
+
+        await asyncio.wait_for(run(), ANSWER_TIMEOUT)
+
+    async def next_event(self, name: str) -> object:
+        async def run() -> object:
+            while True:
+                event, data, _ = await self.events.get()
+                if event == name:
+                    return data
+
+        return await asyncio.wait_for(run(), ANSWER_TIMEOUT)
+
+    async def next_any(self, names: set[str]) -> tuple[str, object]:
+        async def run() -> tuple[str, object]:
+            while True:
+                event, data, _ = await self.events.get()
+                if event in names:
+                    return event, data
+
+        return await asyncio.wait_for(run(), ANSWER_TIMEOUT)
+
+    async def close(self) -> None:
+        await self.sio.disconnect()

@@ -1,0 +1,76 @@
+"""Routing rules: local first, cloud for cloud profiles, long prompts and when no local upstream is up."""
+
+from __future__ import annotations
+
+import pytest
+
+from foundry_chat.routing import plan_route
+from foundry_chat.upstreams import Upstream, UpstreamStatus
+
+pytestmark = pytest.mark.unit
+
+HOST = Upstream("host.docker.internal:51211", "http://host.docker.internal:51211/v1", "k")
+EMBEDDED = Upstream("foundry-local:5273", "http://foundry-local:5273/v1", "k")
+CLOUD = Upstream("api.cloud.test", "https://api.cloud.test/v1", "secret", cloud=True, fixed_model="big-model")
+
+
+def status(upstream: Upstream, up: bool, *models: str) -> UpstreamStatus:
+    return UpstreamStatus(upstream, state="up" if up else "down", models=models, error="" if up else "refused")
+
+
+def names(plan) -> list[str]:
+    return [t.upstream.name for t in plan.targets]
+
+
+def test_local_upstreams_in_order_that_serve_the_model() -> None:
+    statuses = [status(HOST, True, "phi"), status(EMBEDDED, True, "phi", "qwen")]
+    assert names(plan_route(statuses, "phi", "auto", 10, 0)) == [HOST.name, EMBEDDED.name]
+    assert names(plan_route(statuses, "qwen", "auto", 10, 0)) == [EMBEDDED.name]
+
+
+def test_down_upstream_is_skipped() -> None:
+    statuses = [status(HOST, False), status(EMBEDDED, True, "phi")]
+    assert names(plan_route(statuses, "phi", "local", 10, 0)) == [EMBEDDED.name]
+
+
+def test_cloud_is_the_last_resort_in_auto() -> None:
+    statuses = [status(HOST, True, "phi"), status(CLOUD, True)]
+    plan = plan_route(statuses, "phi", "auto", 10, 0)
+    assert names(plan) == [HOST.name, CLOUD.name]
+    assert plan.targets[-1].model == "big-model"
+
+
+def test_cloud_when_no_local_upstream_is_up() -> None:
+    statuses = [status(HOST, False), status(EMBEDDED, False), status(CLOUD, True)]
+    plan = plan_route(statuses, "phi", "auto", 10, 0)
+    assert names(plan) == [CLOUD.name]
+    assert "no local upstream" in plan.targets[0].reason
+
+
+def test_long_prompt_goes_to_the_cloud_first() -> None:
+    statuses = [status(HOST, True, "phi"), status(CLOUD, True)]
+    plan = plan_route(statuses, "phi", "auto", 5000, 4000)
+    assert names(plan) == [CLOUD.name, HOST.name]
+    assert "CLOUD_PROMPT_TOKENS" in plan.targets[0].reason
+    assert names(plan_route(statuses, "phi", "auto", 3000, 4000)) == [HOST.name, CLOUD.name]
+
+
+def test_local_profile_never_uses_the_cloud() -> None:
+    statuses = [status(HOST, False), status(CLOUD, True)]
+    plan = plan_route(statuses, "phi", "local", 10, 1)
+    assert plan.targets == ()
+    assert "no local Foundry Local upstream is reachable" in plan.problem
+    assert HOST.name in plan.problem
+
+
+def test_cloud_profile() -> None:
+    statuses = [status(HOST, True, "phi"), status(CLOUD, True)]
+    assert names(plan_route(statuses, "phi", "cloud", 10, 0)) == [CLOUD.name]
+    plan = plan_route([status(HOST, True, "phi")], "phi", "cloud", 10, 0)
+    assert plan.targets == () and "CLOUD_BASE_URL" in plan.problem
+
+
+def test_model_that_disappeared_is_named_with_what_is_loaded() -> None:
+    plan = plan_route([status(HOST, True, "qwen")], "phi", "auto", 10, 0)
+    assert plan.targets == ()
+    assert "'phi' is no longer loaded" in plan.problem and "qwen" in plan.problem
