@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Start Open WebUI like the official image's start.sh does: WEBUI_SECRET_KEY from the environment, else from
+# WEBUI_SECRET_KEY_FILE (generated once; compose.yaml points it into the data volume so that sessions survive
+# a re-created container), then uvicorn on $HOST:$PORT.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+KEY_FILE=${WEBUI_SECRET_KEY_FILE:-.webui_secret_key}
+PORT=${PORT:-8080}
+HOST=${HOST:-0.0.0.0}
+if [[ -z ${WEBUI_SECRET_KEY:-} && -z ${WEBUI_JWT_SECRET_KEY:-} ]]; then
+  if [[ ! -s $KEY_FILE ]]; then
+    echo "Generating WEBUI_SECRET_KEY into $KEY_FILE"
+    (umask 077 && python -c 'import secrets; print(secrets.token_urlsafe(32))' > "$KEY_FILE")
+  fi
+  echo "Loading WEBUI_SECRET_KEY from $KEY_FILE"
+  WEBUI_SECRET_KEY=$(cat "$KEY_FILE")
+fi
+export WEBUI_SECRET_KEY
+
+exec uvicorn open_webui.main:app --host "$HOST" --port "$PORT" \
+  --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-*}" --workers "${UVICORN_WORKERS:-1}"

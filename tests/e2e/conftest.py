@@ -1,0 +1,104 @@
+"""Fixtures of the end-to-end tier: the offline images, built once per session."""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.stack import ADMIN, EMBEDDED_MODEL, HOST_MODEL, Stack, compose, write_timings
+from tests.support.docker import docker, require_docker
+from tests.support.process import REPO, GatewayProcess, start_gateway
+
+# The chat service's Socket.IO client (Chainlit's protocol) lives beside the chat service's own tests.
+CHAT_TESTS = REPO / "chat-app" / "tests"
+if str(CHAT_TESTS) not in sys.path:
+    sys.path.insert(0, str(CHAT_TESTS))
+
+OFFLINE_DEBIAN_BASE = "foundry-stack/debian:bookworm"
+TORCH_WHEEL_DIRS = (Path("/opt/wheels"),)
+
+
+def provide_torch_wheel() -> None:
+    """Open WebUI's offline build uses a CPU torch wheel from open-webui/wheels/ when there is one (else pip
+    would fetch PyPI's CUDA build, GBs): link this machine's wheel there, without copying it."""
+    target = REPO / "open-webui" / "wheels"
+    for folder in TORCH_WHEEL_DIRS:
+        for wheel in folder.glob("torch-*+cpu-*.whl"):
+            link = target / wheel.name
+            if not link.exists():
+                try:
+                    link.hardlink_to(wheel)
+                except OSError:
+                    link.symlink_to(wheel)
+
+
+@pytest.fixture(scope="session")
+def offline_images(tiny_model: Path, artifacts: Path) -> float:
+    """Build every image of the offline stack once (cached by Docker's layer cache); returns the seconds taken."""
+    require_docker()
+    if docker("image", "inspect", OFFLINE_DEBIAN_BASE, check=False).returncode != 0:
+        pytest.fail(f"base image {OFFLINE_DEBIAN_BASE} is missing: run scripts/build-offline-base.")
+    provide_torch_wheel()
+    started = time.monotonic()
+    compose("build", env={"COMPOSE_PROFILES": "embedded"}, timeout=2400)
+    elapsed = time.monotonic() - started
+    (artifacts / "e2e-image-build-seconds.txt").write_text(f"{elapsed:.1f}\n")
+    return elapsed
+
+
+@pytest.fixture(scope="package")
+def host_foundry(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """The host's Foundry Local: the real runtime on this machine, on 0.0.0.0 so the Docker bridge reaches it."""
+    tmp = tmp_path_factory.mktemp("host-foundry")
+    service = start_gateway(
+        tmp / "data",
+        tmp / "host-foundry.log",
+        GATEWAY_HOST="0.0.0.0",
+        FOUNDRY_MODEL_PATH=str(tiny_model),
+        FOUNDRY_MODEL_ID=HOST_MODEL,
+    )
+    try:
+        service.wait_for_state({"ready"})
+        yield service
+    finally:
+        service.stop()
+
+
+# One stack for every e2e module (Open WebUI alone takes 30-60 s to start); each test leaves it healthy.
+@pytest.fixture(scope="package")
+def stack(offline_images: float, host_foundry: GatewayProcess, tiny_model: Path, artifacts: Path) -> Iterator[Stack]:
+    port = host_foundry.url.rsplit(":", 1)[1]
+    stack = Stack.create(
+        f"fs-e2e-{uuid.uuid4().hex[:8]}",
+        TINY_MODEL_DIR=str(tiny_model),
+        FOUNDRY_LOCAL_PORT=port,
+        # The chat service picks the embedded model first; the host's is chosen in the chat settings.
+        MODEL=EMBEDDED_MODEL,
+        MAX_TOKENS="24",
+        WEBUI_SECRET_KEY="",
+    )
+    stack.down(volumes=True)
+    try:
+        stack.up()
+        yield stack
+    finally:
+        (artifacts / f"e2e-{stack.project}.log").write_text(stack.logs(tail=400))
+        write_timings(artifacts, "offline-stack", stack, image_build_seconds=offline_images)
+        stack.env["COMPOSE_PROFILES"] = "embedded"  # so that `down` removes every container of the project
+        stack.down(volumes=True)
+
+
+@pytest.fixture(scope="package")
+def webui_token(stack: Stack) -> str:
+    """The first account signed up over the API: it becomes the admin."""
+    with stack.http("open-webui") as http:
+        response = http.post("/api/v1/auths/signup", json=ADMIN)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["role"] == "admin"
+        return body["token"]

@@ -1,0 +1,131 @@
+"""The Compose stack (compose.yaml + compose.offline.yaml) driven through the docker compose CLI.
+
+Every test stack gets its own project name and free published ports, so it never clashes with a developer's
+running stack. Images are built once per session (`docker compose build`, BuildKit layer cache); stacks only
+start and stop containers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.support.process import REPO, free_port
+
+COMPOSE_FILES = ("compose.yaml", "compose.offline.yaml")
+# Published port variable of each service (compose.yaml) and the service's own name.
+PORT_VARIABLES = {
+    "chat-app": "CHAT_APP_PORT",
+    "open-webui": "OPEN_WEBUI_PORT",
+    "webgpu-static": "WEBGPU_STATIC_PORT",
+    "prometheus": "PROMETHEUS_PORT",
+    "foundry-local": "FOUNDRY_GATEWAY_PORT",
+}
+# The tiny model as the embedded service serves it, and as the host's Foundry Local (another process) does.
+EMBEDDED_MODEL = "tiny-chat-generic-cpu:1"
+HOST_MODEL = "tiny-host-generic-cpu:1"
+# The first account signed up on Open WebUI (it becomes the admin).
+ADMIN = {"name": "Admin", "email": "admin@example.test", "password": "correct horse battery staple"}
+OFFLINE_SERVICES = {"foundry-local", "chat-app", "open-webui", "webgpu-static", "prometheus", "blackbox-exporter"}
+
+
+def compose(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 900, check: bool = True, project: str = ""
+) -> subprocess.CompletedProcess[str]:
+    command = ["docker", "compose"]
+    if project:
+        command += ["--project-name", project]
+    for name in COMPOSE_FILES:
+        command += ["--file", str(REPO / name)]
+    result = subprocess.run(
+        [*command, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"docker compose {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n"
+            f"{result.stderr[-5000:]}"
+        )
+    return result
+
+
+@dataclass
+class Stack:
+    """One Compose project of the offline stack, with its own ports."""
+
+    project: str
+    env: dict[str, str]
+    ports: dict[str, int] = field(default_factory=dict)
+    startup_seconds: list[float] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, project: str, **env: str) -> Stack:
+        ports = {service: free_port() for service in PORT_VARIABLES}
+        full_env = {
+            "BIND_ADDRESS": "127.0.0.1",
+            "COMPOSE_PROFILES": "embedded",
+            **{PORT_VARIABLES[service]: str(port) for service, port in ports.items()},
+            **env,
+        }
+        return cls(project=project, env=full_env, ports=ports)
+
+    def compose(self, *args: str, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return compose(*args, env=self.env, timeout=timeout, check=check, project=self.project)
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def up(self, timeout: int = 300) -> float:
+        """`up -d --wait` (images already built); returns and records the seconds until every service is healthy."""
+        started = time.monotonic()
+        result = self.compose("up", "--detach", "--wait", "--wait-timeout", str(timeout), check=False)
+        elapsed = time.monotonic() - started
+        if result.returncode != 0:
+            raise AssertionError(
+                f"the stack did not become healthy in {timeout}s:\n{result.stderr[-3000:]}\n{self.logs()}"
+            )
+        self.startup_seconds.append(elapsed)
+        return elapsed
+
+    def down(self, volumes: bool = False) -> None:
+        args = ["down", "--timeout", "20", "--remove-orphans"]
+        if volumes:
+            args.append("--volumes")
+        self.compose(*args, timeout=300)
+
+    def ps(self) -> list[dict]:
+        out = self.compose("ps", "--all", "--format", "json").stdout.strip()
+        if not out:
+            return []
+        # Compose prints one JSON object per line (older versions: one array).
+        if out.startswith("["):
+            return json.loads(out)
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def logs(self, tail: int = 80) -> str:
+        return self.compose("logs", "--no-color", "--tail", str(tail), check=False).stdout[-20000:]
+
+    def http(self, service: str) -> httpx.Client:
+        return httpx.Client(base_url=self.url(service), timeout=60)
+
+
+def write_timings(artifacts: Path, name: str, stack: Stack, **extra: float) -> None:
+    """Leave the measured start-up times for the issue's closing note."""
+    path = artifacts / "e2e-timings.json"
+    timings = json.loads(path.read_text()) if path.is_file() else {}
+    timings[name] = {"up_to_healthy_seconds": [round(s, 1) for s in stack.startup_seconds], **extra}
+    path.write_text(json.dumps(timings, indent=2) + "\n")
+
+
+def webui(stack: Stack, token: str) -> httpx.Client:
+    return httpx.Client(base_url=stack.url("open-webui"), headers={"Authorization": f"Bearer {token}"}, timeout=60)
