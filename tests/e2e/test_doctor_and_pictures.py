@@ -1,0 +1,55 @@
+"""scripts/doctor against the running stack, and the pictures of the stack the README shows."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from tests.browser.webgpu_site import launch_chromium
+from tests.e2e.stack import PORT_VARIABLES, Stack
+from tests.support.process import REPO, GatewayProcess
+
+pytestmark = pytest.mark.e2e
+
+
+def test_doctor_finds_everything_well_on_the_running_stack(stack: Stack, host_foundry: GatewayProcess) -> None:
+    env = {
+        **os.environ,
+        **stack.env,
+        "COMPOSE_PROJECT_NAME": stack.project,
+        **{PORT_VARIABLES[service]: str(port) for service, port in stack.ports.items()},
+    }
+    result = subprocess.run(
+        [str(REPO / "scripts" / "doctor"), "--json"], capture_output=True, text=True, timeout=180, env=env
+    )
+    checks = {c["name"]: c for c in json.loads(result.stdout)}
+    failed = {name: c for name, c in checks.items() if c["mark"] != "ok"}
+    assert result.returncode == 0 and not failed, json.dumps(failed, indent=2)
+    assert f"container {'open-webui'}" in checks
+    assert "tiny-chat-generic-cpu:1" in checks["Open WebUI models"]["detail"]
+    assert host_foundry.healthz().json()["model"] in checks["host Foundry Local"]["detail"]
+
+
+def test_open_webui_screenshot(stack: Stack, webui_token: str, artifacts: Path) -> None:
+    """Signed in as the admin, with the Foundry Local model chosen: the picture in the README."""
+    url = stack.url("open-webui")
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright, webgpu=False)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(f"{url}/auth")
+            page.evaluate("token => localStorage.setItem('token', token)", webui_token)
+            page.goto(url)
+            # A new account is first shown the release notes.
+            page.get_by_role("button", name="Okay, Let's Go!").click(timeout=60_000)
+            # The chat page opens on a model Open WebUI found on Foundry Local (the embedded or the host's).
+            page.get_by_text(re.compile(r"^tiny-(chat|host)-generic-cpu:1$")).first.wait_for(timeout=60_000)
+            page.screenshot(path=str(artifacts / "open-webui.png"))
+        finally:
+            browser.close()
