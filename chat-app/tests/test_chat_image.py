@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import httpx
 import pytest
 from chat_support import ChainlitClient
 
-from tests.support.docker import build_image, docker, health, inspect, published_port, require_docker
+from tests.support.docker import build_image, docker, health, inspect, published_port, require_docker, running_container
 from tests.support.process import GatewayProcess, start_gateway, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -48,18 +47,13 @@ def host_foundry(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture(scope="module")
 def container(image: str, host_foundry: GatewayProcess) -> Iterator[tuple[str, float]]:
     port = host_foundry.url.rsplit(":", 1)[1]
-    started = time.monotonic()
-    name = docker(
-        "run", "--detach", "--publish", "127.0.0.1::8080",
+    with running_container(
+        "--publish", "127.0.0.1::8080",
         "--add-host", "host.docker.internal:host-gateway",
         "--env", f"FOUNDRY_LOCAL_PORT={port}",
         image,
-    ).stdout.strip()  # fmt: skip
-    try:
-        wait_until(lambda: health(name) in {"healthy", "unhealthy", "exited"}, 60, "the container's health")
-        yield name, time.monotonic() - started
-    finally:
-        docker("rm", "--force", name, check=False)
+    ) as container:  # fmt: skip
+        yield container
 
 
 def test_image_is_small_enough(image: str) -> None:

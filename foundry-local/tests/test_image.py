@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.docker import build_image, docker, health, inspect, published_port, require_docker
+from tests.support.docker import build_image, docker, health, inspect, published_port, require_docker, running_container
 from tests.support.process import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -25,18 +24,13 @@ def image() -> str:
 
 @pytest.fixture(scope="module")
 def container(image: str, tiny_model: Path) -> Iterator[tuple[str, float]]:
-    started = time.monotonic()
-    name = docker(
-        "run", "--detach", "--publish", "127.0.0.1::5273",
+    with running_container(
+        "--publish", "127.0.0.1::5273",
         "--volume", f"{tiny_model}:/models/tiny-chat:ro",
         "--env", "FOUNDRY_MODEL_PATH=/models/tiny-chat",
         image,
-    ).stdout.strip()  # fmt: skip
-    try:
-        wait_until(lambda: health(name) in {"healthy", "unhealthy", "exited"}, 60, "the container's health")
-        yield name, time.monotonic() - started
-    finally:
-        docker("rm", "--force", "--volumes", name, check=False)
+    ) as container:  # fmt: skip
+        yield container
 
 
 def test_container_becomes_healthy_within_ten_seconds(container: tuple[str, float]) -> None:

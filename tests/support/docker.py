@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
-from tests.support.process import REPO
+from tests.support.process import REPO, wait_until
 
 OFFLINE_PYTHON_BASE = "foundry-stack/python:3.11-slim"
 
@@ -44,3 +47,15 @@ def health(container: str) -> str:
 def published_port(container: str, port: int) -> int:
     binding = inspect(container)["NetworkSettings"]["Ports"][f"{port}/tcp"][0]
     return int(binding["HostPort"])
+
+
+@contextmanager
+def running_container(*run_args: str) -> Iterator[tuple[str, float]]:
+    """`docker run --detach RUN_ARGS`: yields (name, seconds until its healthcheck settled); removed at the end."""
+    started = time.monotonic()
+    name = docker("run", "--detach", *run_args).stdout.strip()
+    try:
+        wait_until(lambda: health(name) in {"healthy", "unhealthy", "exited"}, 60, "the container's health")
+        yield name, time.monotonic() - started
+    finally:
+        docker("rm", "--force", "--volumes", name, check=False)
