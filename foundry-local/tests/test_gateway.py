@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support.process import GatewayProcess, wait_until
+from tests.support.process import GatewayProcess, metric_sum, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -27,14 +27,7 @@ def model_id(gateway: GatewayProcess) -> str:
 
 
 def metric_value(gateway: GatewayProcess, name: str, **labels: str) -> float:
-    """Sum of the samples of `name` whose labels include `labels`."""
-    total = 0.0
-    for line in httpx.get(f"{gateway.url}/metrics").text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return metric_sum(httpx.get(f"{gateway.url}/metrics").text, name, **labels)
 
 
 def test_models_lists_exactly_the_loaded_model(client: openai.OpenAI, gateway: GatewayProcess) -> None:

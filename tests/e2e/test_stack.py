@@ -18,7 +18,7 @@ import pytest
 from chat_support import ChainlitClient
 
 from tests.e2e.stack import ADMIN, EMBEDDED_MODEL, HOST_MODEL, OFFLINE_SERVICES, Stack, webui
-from tests.support.process import GatewayProcess, wait_until
+from tests.support.process import GatewayProcess, metric_sum, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -36,11 +36,7 @@ async def chat_once(url: str, text: str, model: str | None = None):
 
 def gateway_chat_requests(gateway_url: str) -> float:
     text = httpx.get(f"{gateway_url}/metrics", timeout=5).text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("foundry_local_gateway_requests_total{") and "chat/completions" in line
-    )
+    return metric_sum(text, "foundry_local_gateway_requests_total", route="/v1/chat/completions")
 
 
 # --- the stack --------------------------------------------------------------------------------------------------

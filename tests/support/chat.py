@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.process import free_port, terminate, wait_until
+from tests.support.process import free_port, metric_sum, terminate, wait_until
 
 
 @dataclass
@@ -41,11 +41,7 @@ class ChatProcess:
 
     def metric(self, name: str) -> float:
         """Sum of a metric's samples over all labels (0 when absent)."""
-        total = 0.0
-        for line in self.get("/metrics").text.splitlines():
-            if line.startswith(name + "{") or line.startswith(name + " "):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+        return metric_sum(self.get("/metrics").text, name)
 
     def stop(self, timeout: float = 15) -> int:
         return terminate(self.proc, timeout)

@@ -29,6 +29,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def metric_sum(metrics_text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of metric `name` whose labels include `labels`, in Prometheus text (0 when absent)."""
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if not line.startswith((name + "{", name + " ")):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
     """Poll `condition` until it holds; fail with `what` when `timeout` seconds pass first."""
     deadline = time.monotonic() + timeout
