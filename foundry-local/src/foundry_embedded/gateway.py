@@ -17,10 +17,20 @@ import aiohttp
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from foundry_embedded.chat_request import (
+    RequestError,
+    check_chat_request,
+    check_content_type,
+    clean_runtime_message,
+    context_exceeded,
+    parse_body,
+    runtime_wording,
+)
 from foundry_embedded.metrics import Metrics
 from foundry_embedded.runtime import EmbeddedRuntime, ServedModel, Status
 from foundry_embedded.settings import Settings
@@ -30,19 +40,24 @@ log = structlog.get_logger("foundry_embedded.gateway")
 
 CHAT_ROUTE = "/v1/chat/completions"
 OPERATION = "chat"
+ROUTES = "GET /v1/models, POST /v1/chat/completions, GET /healthz and GET /metrics"
+FIRST_EVENT_LIMIT = 65536  # bytes read for the first SSE event of a stream before relaying as it is
 
 
-class RequestError(Exception):
-    """A request we refuse, with the status and the message the client gets."""
-
-    def __init__(self, status: int, message: str, code: str, error_type: str = "invalid_request_error") -> None:
-        super().__init__(message)
-        self.status, self.message, self.code, self.error_type = status, message, code, error_type
-
-
-def error_response(status: int, message: str, code: str, error_type: str = "invalid_request_error") -> JSONResponse:
-    # The OpenAI error shape, so OpenAI clients surface the message as it is.
-    return JSONResponse({"error": {"message": message, "type": error_type, "code": code}}, status_code=status)
+def error_response(
+    status: int,
+    message: str,
+    code: str,
+    error_type: str = "invalid_request_error",
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    # The OpenAI error shape, so OpenAI clients surface the message as it is. ASCII-escaped JSON: a
+    # message that quotes the client's input can never fail to encode.
+    error = {"message": message, "type": error_type, "param": param, "code": code}
+    return Response(
+        json.dumps({"error": error}).encode(), status_code=status, media_type="application/json", headers=headers
+    )
 
 
 def status_body(status: Status) -> dict:
@@ -97,11 +112,14 @@ def create_app(settings: Settings, runtime: EmbeddedRuntime, metrics: Metrics) -
         structlog.contextvars.bind_contextvars(request_id=request_id)
         model_label = "unknown"
         try:
-            payload = await read_json_body(request, settings.max_request_bytes)
+            check_content_type(request.headers.get("content-type"))
+            payload = parse_body(await read_body(request, settings.max_request_bytes))
             model = resolve_model(payload, runtime.status)
             model_label = model.id
+            check_chat_request(payload, model.context_length)
             payload["model"] = model.id
-            if payload.get("max_tokens") is None and payload.get("max_completion_tokens") is None:
+            defaulted = payload.get("max_tokens") is None and payload.get("max_completion_tokens") is None
+            if defaulted:
                 payload["max_tokens"] = default_max_tokens(model, settings.default_max_tokens)
             url = f"{runtime.base_url}{model.api_base}/chat/completions"
             headers = {"content-type": "application/json", "x-request-id": request_id}
@@ -110,10 +128,16 @@ def create_app(settings: Settings, runtime: EmbeddedRuntime, metrics: Metrics) -
                 if upstream.status != 200:
                     body = await upstream.read()
                     upstream.close()
-                    raise RequestError(upstream.status, upstream_message(body), "runtime_error")
+                    raise runtime_refusal(upstream.status, upstream_message(body), defaulted)
                 if payload.get("stream") is True:
+                    # The runtime refuses some requests (over the context) in the first event of a 200
+                    # stream: read that one event first, so that the client gets a 4xx for them too.
+                    head = await first_event(upstream)
+                    if (refusal := stream_refusal(head, defaulted)) is not None:
+                        upstream.close()
+                        raise refusal
                     return StreamingResponse(
-                        relay(upstream, model, started, request_id),
+                        relay(upstream, head, model, started, request_id),
                         media_type="text/event-stream",
                         headers={"cache-control": "no-cache", "x-accel-buffering": "no", "x-request-id": request_id},
                     )
@@ -127,16 +151,25 @@ def create_app(settings: Settings, runtime: EmbeddedRuntime, metrics: Metrics) -
         except RequestError as exc:
             metrics.errors.labels(CHAT_ROUTE, model_label, exc.code).inc()
             finish(model_label, exc.status, started, request_id, error=exc.code, message=exc.message)
-            return error_response(exc.status, exc.message, exc.code, exc.error_type)
+            return error_response(exc.status, exc.message, exc.code, exc.error_type, exc.param)
+        except Exception as exc:  # a bug here: still an answer in the OpenAI shape, counted and logged
+            log.exception("chat_completion_failed", request_id=request_id)
+            metrics.errors.labels(CHAT_ROUTE, model_label, "internal_error").inc()
+            finish(model_label, 500, started, request_id, error="internal_error")
+            message = f"The gateway failed on this request ({type(exc).__name__}); request id {request_id}."
+            return error_response(500, message, "internal_error", "server_error")
         finally:
             structlog.contextvars.unbind_contextvars("request_id")
 
     async def relay(
-        upstream: aiohttp.ClientResponse, model: ServedModel, started: float, request_id: str
+        upstream: aiohttp.ClientResponse, head: bytes, model: ServedModel, started: float, request_id: str
     ) -> AsyncIterator[bytes]:
         watcher = StreamWatcher(started)
         outcome, error = 200, None
         try:
+            if head:
+                watcher.feed(head)
+                yield head
             async for chunk in upstream.content.iter_any():
                 watcher.feed(chunk)
                 yield chunk
@@ -204,16 +237,31 @@ def create_app(settings: Settings, runtime: EmbeddedRuntime, metrics: Metrics) -
             **{k: v for k, v in fields.items() if v is not None},
         )
 
+    async def not_routed(request: Request, exc: HTTPException) -> Response:
+        # Starlette's own 404/405 are plain text: say it in the OpenAI shape, with the routes there are.
+        where = f"{request.method} {request.url.path}"
+        if exc.status_code == 405:
+            allowed = [m.strip() for m in (exc.headers or {}).get("Allow", "").split(",")]
+            allowed = " or ".join(sorted(m for m in allowed if m != "HEAD")) or "HEAD"  # HEAD comes with GET
+            if request.url.path == CHAT_ROUTE:
+                metrics.errors.labels(CHAT_ROUTE, "unknown", "method_not_allowed").inc()
+                metrics.requests.labels(CHAT_ROUTE, "unknown", "405").inc()
+            message = f"{where} is not supported: use {allowed} {request.url.path}."
+            return error_response(405, message, "method_not_allowed", headers=exc.headers)
+        if exc.status_code == 404:
+            return error_response(404, f"There is no {where} here: this service serves {ROUTES}.", "not_found")
+        return error_response(exc.status_code, str(exc.detail), "http_error", headers=exc.headers)
+
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics_route, methods=["GET"]),
         Route("/v1/models", models, methods=["GET"]),
         Route(CHAT_ROUTE, chat_completions, methods=["POST"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_routed})
 
 
-async def read_json_body(request: Request, limit: int) -> dict:
+async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestError(413, f"Request body is {declared} bytes; the limit is {limit} bytes.", "body_too_large")
@@ -225,17 +273,41 @@ async def read_json_body(request: Request, limit: int) -> dict:
                 raise RequestError(413, f"Request body exceeds the limit of {limit} bytes.", "body_too_large")
     except ClientDisconnect:
         raise RequestError(400, "The client went away while sending the request.", "client_disconnected") from None
-    if not body:
-        raise RequestError(400, "Request body is empty: send a JSON chat completion request.", "invalid_json")
+    return bytes(body)
+
+
+async def first_event(upstream: aiohttp.ClientResponse) -> bytes:
+    """The stream's bytes up to the end of its first SSE event (or its end, or FIRST_EVENT_LIMIT)."""
+    head = b""
+    async for chunk in upstream.content.iter_any():
+        head += chunk
+        if b"\n\n" in head or b"\r\n\r\n" in head or len(head) >= FIRST_EVENT_LIMIT:
+            break
+    return head
+
+
+def stream_refusal(head: bytes, defaulted: bool) -> RequestError | None:
+    """A refusal when the stream's first event is the runtime's error event rather than a chunk."""
+    first = head.lstrip().split(b"\n", 1)[0]
+    if not first.startswith(b"data:") or b'"error"' not in first:
+        return None
     try:
-        payload = json.loads(body)
-    except UnicodeDecodeError:
-        raise RequestError(400, "Request body is not UTF-8 text: send JSON.", "invalid_json") from None
-    except ValueError as exc:
-        raise RequestError(400, f"Request body is not valid JSON: {exc}.", "invalid_json") from None
-    if not isinstance(payload, dict):
-        raise RequestError(400, "Request body must be a JSON object.", "invalid_json")
-    return payload
+        error = json.loads(first[5:]).get("error")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(error, dict) or not error.get("message"):
+        return None
+    status = 400 if error.get("type") == "invalid_request_error" else 502
+    return runtime_refusal(status, str(error["message"]), defaulted)
+
+
+def runtime_refusal(status: int, message: str, defaulted: bool) -> RequestError:
+    """The runtime's refusal as the client gets it: its status, its words without C++ noise."""
+    message = clean_runtime_message(message)
+    if (clearer := context_exceeded(message, defaulted) or runtime_wording(message)) is not None:
+        return clearer
+    error_type = "server_error" if status >= 500 else "invalid_request_error"
+    return RequestError(status, message or "The runtime refused the request.", "runtime_error", error_type)
 
 
 def resolve_model(payload: dict, status: Status) -> ServedModel:
@@ -243,11 +315,15 @@ def resolve_model(payload: dict, status: Status) -> ServedModel:
         raise RequestError(503, f"No model is ready yet: {status.message}", "model_not_ready", "server_error")
     name = payload.get("model")
     loaded = ", ".join(m.id for m in status.models)
-    if not isinstance(name, str) or not name:
-        raise RequestError(400, f"'model' is required. Loaded models: {loaded}.", "model_missing")
+    if name is None or name == "":
+        raise RequestError(400, f"'model' is required. Loaded models: {loaded}.", "model_missing", param="model")
+    if not isinstance(name, str):
+        message = f"Invalid 'model': must be a string, the id of a loaded model: {loaded}."
+        raise RequestError(400, message, "invalid_type", param="model")
     model = status.find(name)
     if model is None:
-        raise RequestError(404, f"Model '{name}' is not loaded here. Loaded models: {loaded}.", "model_not_found")
+        message = f"Model '{name[:200]}' is not loaded here. Loaded models: {loaded}."
+        raise RequestError(404, message, "model_not_found", param="model")
     return model
 
 
