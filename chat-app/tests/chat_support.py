@@ -4,6 +4,8 @@ Chainlit 2.x protocol (chainlit/socket.py and its web client): connect to `/ws/s
 `auth={sessionId, clientType, threadId, userEnv, chatProfile}`, emit `connection_successful` (which runs
 on_chat_start), send `client_message` `{message: step, fileReferences}`; the server answers with
 `task_start`, `new_message` / `stream_start` / `stream_token` / `update_message`, then `task_end`.
+With a login (CHAT_PASSWORD), `POST /login` (form fields username, password) sets the `access_token` cookie,
+which the Socket.IO connection must carry: `login()` gets it, `ChainlitClient(cookies=...)` sends it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +28,15 @@ from paced_upstream import PACED_MODEL
 from tests.support.chat import ChatProcess, start_chat
 from tests.support.process import free_port, wait_until
 
-__all__ = ["PACED_MODEL", "ChainlitClient", "ChatProcess", "PacedUpstream", "start_chat", "start_paced_upstream"]
+__all__ = [
+    "PACED_MODEL",
+    "ChainlitClient",
+    "ChatProcess",
+    "PacedUpstream",
+    "login",
+    "start_chat",
+    "start_paced_upstream",
+]
 
 ANSWER_TIMEOUT = 60
 STREAM_EVENTS = {"stream_start", "stream_token"}
@@ -116,13 +127,20 @@ class Reply:
         return [d.get("output", "") for d in self.named("new_message") + self.named("update_message")]
 
 
+def login(url: str, username: str, password: str) -> httpx.Response:
+    """What Chainlit's login page does; on success the response sets the `access_token` cookie."""
+    return httpx.post(f"{url}/login", data={"username": username, "password": password}, timeout=10)
+
+
 class ChainlitClient:
     """One browser tab: a Chainlit session over a real Socket.IO connection."""
 
-    def __init__(self, url: str, chat_profile: str = "") -> None:
+    def __init__(self, url: str, chat_profile: str = "", cookies: dict[str, str] | None = None) -> None:
         self.url = url
         self.session_id = str(uuid.uuid4())
         self.chat_profile = chat_profile
+        # Sent with the connection as a browser would (e.g. the login's access_token).
+        self.cookies = dict(cookies or {})
         self.sio = socketio.AsyncClient(reconnection=False)
         self.events: asyncio.Queue[tuple[str, object, float]] = asyncio.Queue()
         self.settings: list = []
@@ -132,9 +150,14 @@ class ChainlitClient:
             await self.events.put((event, data, time.perf_counter()))
 
     async def connect(self) -> Reply:
-        """Connect and run on_chat_start; returns what the server sent at start (settings, notices)."""
+        """Connect and run on_chat_start; returns what the server sent at start (settings, notices).
+
+        A refused connection (e.g. no valid login) raises socketio.exceptions.ConnectionError.
+        """
+        cookie = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
         await self.sio.connect(
             self.url,
+            headers={"Cookie": cookie} if cookie else {},
             socketio_path="/ws/socket.io",
             transports=["websocket"],
             auth={
@@ -152,8 +175,9 @@ class ChainlitClient:
         await self._collect(reply, until="chat_settings")
         return reply
 
-    async def ask(self, text: str) -> Reply:
-        """Send a user message and collect the server's events until the task ends."""
+    async def ask(self, text: str, on_first_token: Callable[[], Awaitable[None]] | None = None) -> Reply:
+        """Send a user message and collect the server's events until the task ends. `on_first_token` is awaited
+        when the answer's first token has arrived (the e2e fault tests inject their fault then)."""
         step = {
             "id": str(uuid.uuid4()),
             "threadId": "",
@@ -164,21 +188,34 @@ class ChainlitClient:
         }
         reply = Reply(sent_at=time.perf_counter())
         await self.sio.emit("client_message", {"message": step, "fileReferences": []})
-        await self._collect(reply, until="task_end", after="task_start")
+        await self._collect(reply, until="task_end", after="task_start", on_first_token=on_first_token)
         return reply
+
+    async def change_settings(self, settings: dict) -> None:
+        """What the settings panel sends when the user confirms it (any JSON, as a client may send)."""
+        await self.sio.emit("chat_settings_change", settings)
 
     async def stop_task(self) -> None:
         await self.sio.emit("stop")
 
-    async def _collect(self, reply: Reply, until: str, after: str | None = None) -> None:
+    async def _collect(
+        self,
+        reply: Reply,
+        until: str,
+        after: str | None = None,
+        on_first_token: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         started = after is None
 
         async def run() -> None:
-            nonlocal started
+            nonlocal started, on_first_token
             while True:
                 event, data, at = await self.events.get()
                 reply.events.append((event, data))
                 reply.times.append(at)
+                if event == "stream_start" and on_first_token is not None:
+                    callback, on_first_token = on_first_token, None
+                    await callback()
                 if event == after:
                     started = True
                 elif started and event == until:

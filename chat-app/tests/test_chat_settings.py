@@ -12,7 +12,7 @@ pytestmark = pytest.mark.unit
 VARIABLES = [
     *("FOUNDRY_LOCAL_URLS", "FOUNDRY_LOCAL_PORT", "FOUNDRY_LOCAL_API_KEYS", "BASE_URL", "API_KEY", "MODEL"),
     *("CLOUD_BASE_URL", "CLOUD_API_KEY", "CLOUD_MODEL", "CLOUD_PROMPT_TOKENS", "PROFILE_ROUTES", "CHAT_PORT"),
-    *("TEMPERATURE", "LOG_LEVEL", "MAX_INPUT_CHARS"),
+    *("TEMPERATURE", "LOG_LEVEL", "MAX_INPUT_CHARS", "CHAT_USERNAME", "CHAT_PASSWORD", "CHAINLIT_AUTH_SECRET"),
 ]
 
 
@@ -74,6 +74,8 @@ def test_profile_routes(monkeypatch: pytest.MonkeyPatch) -> None:
         ("LOG_LEVEL", "loud", "LOG_LEVEL='loud'"),
         ("CHAT_PORT", "70000", "CHAT_PORT='70000'"),
         ("CLOUD_BASE_URL", "https://api.cloud.test/v1", "CLOUD_MODEL is required"),
+        ("CHAT_PASSWORD", "short", "CHAT_PASSWORD=(hidden): must be at least 8 characters"),
+        ("CHAINLIT_AUTH_SECRET", "too-short", "CHAINLIT_AUTH_SECRET=(hidden): must be at least 32 characters"),
     ],
 )
 def test_bad_value_names_the_variable_and_exits_non_zero(
@@ -87,3 +89,38 @@ def test_bad_value_names_the_variable_and_exits_non_zero(
     assert err.startswith("Invalid configuration:")
     assert expected in err
     assert "Traceback" not in err
+
+
+def test_login_is_off_by_default() -> None:
+    settings = Settings()
+    assert not settings.login_required
+    assert settings.chat_username == "admin" and settings.chainlit_auth_secret is None
+
+
+def test_empty_login_variables_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Compose passes unset variables as empty strings.
+    for name in ("CHAT_USERNAME", "CHAT_PASSWORD", "CHAINLIT_AUTH_SECRET"):
+        monkeypatch.setenv(name, "")
+    settings = Settings()
+    assert not settings.login_required and settings.chat_username == "admin"
+    assert settings.chainlit_auth_secret is None
+
+
+def test_a_password_turns_the_login_on_and_stays_out_of_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHAT_PASSWORD", "long enough")
+    monkeypatch.setenv("CHAT_USERNAME", "alice")
+    settings = Settings()
+    assert settings.login_required and settings.chat_username == "alice"
+    assert "long enough" not in repr(settings) and "long enough" not in str(settings.model_dump())
+
+
+def test_secrets_are_never_echoed_in_configuration_errors(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CHAT_PASSWORD", "hunter2")
+    monkeypatch.setenv("CHAINLIT_AUTH_SECRET", "tiny-secret")
+    with pytest.raises(SystemExit):
+        load_settings()
+    err = capsys.readouterr().err
+    assert "CHAT_PASSWORD" in err and "CHAINLIT_AUTH_SECRET" in err
+    assert "hunter2" not in err and "tiny-secret" not in err

@@ -102,11 +102,20 @@ def test_open_webui_settings() -> None:
     assert len(urls) == len(keys) and all(keys), "one non-empty key per connection"
     assert env["ENABLE_OLLAMA_API"] == "False"
     assert env["WEBUI_AUTH"] == "True"
+    assert env["ENABLE_SIGNUP"] == "false", "after the first account (the admin), sign-up is closed"
+    assert env["DEFAULT_USER_ROLE"] == "pending"
     assert env["ENABLE_PERSISTENT_CONFIG"] == "False"
     assert env["BYPASS_EMBEDDING_AND_RETRIEVAL"] == "True"
     assert 0 < int(env["AIOHTTP_CLIENT_TIMEOUT_MODEL_LIST"]) <= 10
     assert env["WEBUI_SECRET_KEY"] == "", "no secret is committed"
     assert env["WEBUI_SECRET_KEY_FILE"].startswith("/app/backend/data/"), "a generated key lives in the volume"
+
+
+def test_chat_login_is_off_and_no_secret_is_committed() -> None:
+    env = rendered("embedded", offline=False)["services"]["chat-app"]["environment"]
+    assert env["CHAT_PASSWORD"] == "" and env["CHAINLIT_AUTH_SECRET"] == ""
+    assert env["CHAT_USERNAME"] == "admin"
+    assert env["LOG_PROMPTS"] == "false", "prompts are private unless asked for"
 
 
 def test_committed_env_turns_the_embedded_service_on() -> None:

@@ -1,7 +1,8 @@
 """The HTTP application: health, readiness and metrics routes, with Chainlit mounted at `/` behind them.
 
 Chainlit's own FastAPI app has a catch-all route that would shadow anything added to it, so ours is the
-outer app: its routes are matched first, everything else goes to Chainlit (UI, REST API, Socket.IO).
+outer app: its routes are matched first, everything else goes to Chainlit (UI, REST API, Socket.IO). That also
+keeps them open when the chat asks for a login (CHAT_PASSWORD): probes and Prometheus have no password.
 """
 
 from __future__ import annotations
@@ -39,9 +40,12 @@ def create_app(settings: Settings) -> FastAPI:
     prepare_chainlit_root()
     from chainlit.utils import mount_chainlit  # imported late: Chainlit reads its folder at import
 
+    from foundry_chat.auth import install_password_login
     from foundry_chat.chainlit_fixes import remove_blocking_sleeps
 
     remove_blocking_sleeps()
+    # Before mounting: Chainlit checks then that a login comes with a token secret.
+    install_password_login(settings)
     mount_chainlit(app=app, target=str(HANDLERS), path="/")
     return app
 

@@ -1,12 +1,14 @@
 """Chainlit reads its config from a folder (CHAINLIT_APP_ROOT) and writes into it at import time.
 
 We write our own config there before Chainlit is imported: our UI name, no file uploads (the models
-here are text-only), no session persistence. The folder must be writable (Chainlit keeps uploads and
-translations in it); the image points it at a directory the service user owns.
+here are text-only), no session persistence, and our words on the login page. The folder must be writable
+(Chainlit keeps uploads and translations in it); the image points it at a directory the service user owns.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -55,6 +57,37 @@ Every answer says which upstream and model produced it.
 """
 
 
+# The login page (CHAT_PASSWORD), in English; other languages keep Chainlit's words. Its form asks for an e-mail
+# address, but the login is CHAT_USERNAME; and it looks a failed login up by the response's status text
+# ("Unauthorized"), which Chainlit's translations do not have, so it would only say "Unable to sign in".
+LOGIN_WORDS = {
+    ("auth", "login", "form", "email", "label"): "Username",
+    ("auth", "login", "form", "email", "placeholder"): "your username",
+    ("auth", "login", "form", "email", "required"): "username is a required field",
+    ("auth", "login", "errors", "unauthorized"): "Wrong username or password.",
+}
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+
+
+def write_translation(root: Path) -> None:
+    """Chainlit's en-US translation with LOGIN_WORDS; Chainlit copies its own only where none exists."""
+    spec = importlib.util.find_spec("chainlit")  # finds the package without importing it
+    assert spec is not None and spec.origin is not None
+    translation = json.loads((Path(spec.origin).parent / "translations" / "en-US.json").read_text(encoding="utf-8"))
+    for path, text in LOGIN_WORDS.items():
+        node = translation
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = text
+    folder = root / ".chainlit" / "translations"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_if_changed(folder / "en-US.json", json.dumps(translation, indent=4, ensure_ascii=False))
+
+
 def prepare_chainlit_root() -> Path:
     """Create the folder with our config and point Chainlit at it; call before importing chainlit."""
     from importlib.metadata import version
@@ -62,9 +95,8 @@ def prepare_chainlit_root() -> Path:
     root = Path(os.environ.get("CHAINLIT_APP_ROOT") or Path(tempfile.gettempdir()) / f"foundry-chat-{__version__}")
     (root / ".chainlit").mkdir(parents=True, exist_ok=True)
     config = CONFIG.format(chainlit_version=version("chainlit"))
-    config_file = root / ".chainlit" / "config.toml"
-    if not config_file.is_file() or config_file.read_text() != config:
-        config_file.write_text(config)
+    write_if_changed(root / ".chainlit" / "config.toml", config)
+    write_translation(root)
     readme = root / "chainlit.md"
     if not readme.is_file():
         readme.write_text(WELCOME)

@@ -47,10 +47,15 @@ class UpstreamFailure(Exception):
         self.kind, self.detail, self.advice = kind, detail, advice
 
 
-def classify(exc: BaseException, upstream: Upstream) -> UpstreamFailure:
+def classify(exc: BaseException, upstream: Upstream, timeout: float) -> UpstreamFailure:
     """Turn a client exception into words: what failed and what to do."""
     if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
-        return UpstreamFailure("timeout", "did not answer in time", "try again, or a shorter question")
+        # The read timeout applies to every wait for the next bytes: before the first token and between tokens.
+        return UpstreamFailure(
+            "timeout",
+            f"sent nothing for {timeout:g} s (REQUEST_TIMEOUT_SECONDS)",
+            "try again; if the upstream is just slow, raise REQUEST_TIMEOUT_SECONDS",
+        )
     if isinstance(exc, StreamError):
         return UpstreamFailure("stream_error", str(exc), "try again; if it persists, check the upstream's log")
     # Transport errors while reading the stream come from the HTTP client itself, not wrapped by openai.
@@ -71,6 +76,9 @@ def classify(exc: BaseException, upstream: Upstream) -> UpstreamFailure:
             advice = "pick another model in the chat settings"
         elif exc.status_code == 429:
             advice = "wait a moment and try again"
+        elif exc.status_code in {400, 413, 422}:
+            # The upstream refused this request (e.g. over the model's context): its message says what to change.
+            advice = "change the message or the chat settings as it says"
         else:
             advice = "try again; if it persists, check the upstream's log"
         return UpstreamFailure(f"http_{exc.status_code}", f"answered HTTP {exc.status_code}: {message}", advice)
@@ -129,7 +137,7 @@ class ChatService:
                 self._finish(answer, started)
                 raise
             except Exception as exc:  # any failure of the upstream or the stream, never shown as a traceback
-                failure = classify(exc, target.upstream)
+                failure = classify(exc, target.upstream, self.timeout)
                 self._observe(target, answer, started, failure.kind)
                 if failure.kind in {"connection", "timeout"} or failure.kind.startswith("http_5"):
                     self.registry.mark_failed(target.upstream, failure.detail)

@@ -7,11 +7,16 @@ import sys
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Route = Literal["local", "cloud", "auto"]
 PROFILES = ("general", "code")
+MIN_PASSWORD_CHARS = 8
+# HS256 keys shorter than the hash (32 bytes) are weak; PyJWT warns about them too.
+MIN_AUTH_SECRET_CHARS = 32
+# Shown as hidden in configuration errors: never echo a secret to the terminal or a log.
+SECRET_VARIABLES = {"CHAT_PASSWORD", "CHAINLIT_AUTH_SECRET", "API_KEY", "CLOUD_API_KEY", "FOUNDRY_LOCAL_API_KEYS"}
 
 
 def default_upstream_urls() -> list[str]:
@@ -84,10 +89,43 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = Field("json", validation_alias="LOG_FORMAT")
     log_prompts: bool = Field(False, validation_alias="LOG_PROMPTS")
 
+    # Optional login (off unless CHAT_PASSWORD is set): one user, CHAT_USERNAME with CHAT_PASSWORD.
+    chat_username: str = Field("admin", validation_alias="CHAT_USERNAME")
+    chat_password: SecretStr | None = Field(None, validation_alias="CHAT_PASSWORD")
+    # Signs Chainlit's login tokens (JWT). Unset: a random secret per start, so every login ends at a restart.
+    chainlit_auth_secret: SecretStr | None = Field(None, validation_alias="CHAINLIT_AUTH_SECRET")
+
     @field_validator("base_url", "model", "cloud_base_url", "cloud_api_key", "cloud_model", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("chat_password", "chainlit_auth_secret", mode="before")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("chat_username", mode="before")
+    @classmethod
+    def _empty_username_is_default(cls, value: object) -> object:
+        return "admin" if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("chat_password")
+    @classmethod
+    def _password_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_PASSWORD_CHARS:
+            raise ValueError(f"must be at least {MIN_PASSWORD_CHARS} characters (leave it empty for no login)")
+        return value
+
+    @field_validator("chainlit_auth_secret")
+    @classmethod
+    def _secret_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_AUTH_SECRET_CHARS:
+            raise ValueError(
+                f"must be at least {MIN_AUTH_SECRET_CHARS} characters (e.g. from `openssl rand -hex 32`), "
+                "or unset for a random one per start"
+            )
+        return value
 
     @field_validator("api_key", mode="before")
     @classmethod
@@ -152,6 +190,10 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def login_required(self) -> bool:
+        return self.chat_password is not None
+
+    @property
     def upstream_urls(self) -> list[str]:
         """BASE_URL (the course's single upstream) first, then the discovery list, without duplicates."""
         urls = [self.base_url] if self.base_url else []
@@ -171,8 +213,10 @@ def format_errors(exc: ValidationError) -> str:
         message = error["msg"].removeprefix("Value error, ")
         if error["loc"]:
             # e.g. PROFILE_ROUTES[code]='somewhere' for a value inside a list or mapping variable
-            variable = str(error["loc"][0]).upper() + "".join(f"[{part}]" for part in error["loc"][1:])
-            lines.append(f"  {variable}={error.get('input')!r}: {message}")
+            name = str(error["loc"][0]).upper()
+            variable = name + "".join(f"[{part}]" for part in error["loc"][1:])
+            shown = "(hidden)" if name in SECRET_VARIABLES else repr(error.get("input"))
+            lines.append(f"  {variable}={shown}: {message}")
         else:  # a rule across several variables
             lines.append(f"  {message}")
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from chainlit.input_widget import Select, Slider, TextInput
 
 from foundry_chat import service as service_module
 from foundry_chat.chat import Answer
+from foundry_chat.choices import check_choices, max_tokens_bounds
 from foundry_chat.coalesce import CoalescingStream
 from foundry_chat.history import Turn, build_prompt, estimate_tokens
 from foundry_chat.inputs import check_input
@@ -76,9 +77,12 @@ async def send_settings(chosen: str | None = None) -> dict:
     svc = service()
     settings = svc.settings
     models = svc.registry.models()
-    current = cl.user_session.get("chat_settings") or {}
-    model = chosen if chosen in models else default_model(models)
     _, profile_prompt = profile()
+    default_prompt = profile_prompt or settings.system_prompt
+    # The session's values where they are usable, the defaults where not (a panel never starts out of range).
+    current = check_choices(cl.user_session.get("chat_settings") or {}, settings, default_prompt)
+    model = chosen if chosen in models else default_model(models)
+    low, high = max_tokens_bounds(settings)
     widgets = [
         Select(
             id="model",
@@ -86,18 +90,11 @@ async def send_settings(chosen: str | None = None) -> dict:
             values=models or [model or NO_MODEL],
             initial_value=model or NO_MODEL,
         ),
+        Slider(id="temperature", label="Temperature", min=0, max=2, step=0.1, initial=current.temperature),
         Slider(
-            id="temperature", label="Temperature", min=0, max=2, step=0.1,
-            initial=current.get("temperature", settings.temperature),
+            id="max_tokens", label="Max answer tokens", min=low, max=high, step=16, initial=current.max_tokens,
         ),
-        Slider(
-            id="max_tokens", label="Max answer tokens", min=16, max=max(4096, settings.max_tokens), step=16,
-            initial=current.get("max_tokens", settings.max_tokens),
-        ),
-        TextInput(
-            id="system_prompt", label="System prompt", multiline=True,
-            initial=current.get("system_prompt", profile_prompt or settings.system_prompt),
-        ),
+        TextInput(id="system_prompt", label="System prompt", multiline=True, initial=current.system_prompt),
     ]  # fmt: skip
     # Chainlit keeps the values in the session ("chat_settings") and updates them when the user changes them.
     return await cl.ChatSettings(widgets).send()
@@ -179,16 +176,29 @@ async def answer_message(message: cl.Message) -> None:
     settings = svc.settings
     svc.sessions.add(cl.context.session.id)
     checked = check_input(message.content, settings.max_input_chars)
+    removed = {
+        "removed_control_characters": checked.removed_control_characters,
+        "removed_invalid_characters": checked.removed_invalid_characters,
+    }
     if checked.rejection:
         svc.metrics.messages.labels("rejected").inc()
-        removed = checked.removed_control_characters
-        log.info("message_rejected", reason=checked.rejection, removed_control_characters=removed)
+        log.info("message_rejected", reason=checked.rejection, **removed)
         await cl.Message(content=checked.rejection, author="Status").send()
         return
+    if any(removed.values()):
+        log.info("message_characters_removed", **removed)
 
-    chosen = cl.user_session.get("chat_settings") or {}
+    route_name, profile_prompt = profile()
+    choices = check_choices(cl.user_session.get("chat_settings"), settings, profile_prompt or settings.system_prompt)
+    if choices.problems:
+        svc.metrics.messages.labels("rejected").inc()
+        # The names of the bad settings only: their values may be huge (or pasted secrets).
+        log.info("message_rejected", reason="bad chat settings", settings=list(choices.bad))
+        await cl.Message(content=choices.rejection, author="Status").send()
+        return
+
     models = svc.registry.models()
-    model = chosen.get("model")
+    model = choices.model
     if model == NO_MODEL:
         model = None
     if model is None or (model not in models and not svc.registry.ready):
@@ -206,11 +216,9 @@ async def answer_message(message: cl.Message) -> None:
         await send_settings()
         return
 
-    route_name, _ = profile()
     turns: list[Turn] = cl.user_session.get("turns") or []
-    max_tokens = int(chosen.get("max_tokens", settings.max_tokens))
-    system_prompt = chosen.get("system_prompt", settings.system_prompt) or ""
-    prompt = build_prompt(system_prompt, turns, checked.text, max(settings.context_tokens - max_tokens, 64))
+    max_tokens = choices.max_tokens
+    prompt = build_prompt(choices.system_prompt, turns, checked.text, max(settings.context_tokens - max_tokens, 64))
     plan = plan_route(
         svc.registry.statuses,
         model,
@@ -230,9 +238,7 @@ async def answer_message(message: cl.Message) -> None:
     reply = cl.Message(content="")
     stream = CoalescingStream(reply.stream_token, settings.stream_interval_ms / 1000)
     try:
-        answer = await svc.chat.answer(
-            plan, prompt.messages, float(chosen.get("temperature", settings.temperature)), max_tokens, stream.push
-        )
+        answer = await svc.chat.answer(plan, prompt.messages, choices.temperature, max_tokens, stream.push)
         await stream.close()
     except asyncio.CancelledError:
         # The stop button: keep what was said, in the chat and in the history.
