@@ -81,6 +81,8 @@ def stack(offline_images: float, host_foundry: GatewayProcess, tiny_model: Path,
         MODEL=EMBEDDED_MODEL,
         MAX_TOKENS="24",
         WEBUI_SECRET_KEY="",
+        # The load test reads the prompts sent upstream to prove each session got its own history only.
+        LOG_PROMPTS="true",
     )
     stack.down(volumes=True)
     try:

@@ -71,8 +71,8 @@ class Stack:
     @classmethod
     def create(cls, project: str, **env: str) -> Stack:
         ports = {service: free_port() for service in PORT_VARIABLES}
+        # BIND_ADDRESS is left to the committed .env, as for a user: test_security.py checks where ports land.
         full_env = {
-            "BIND_ADDRESS": "127.0.0.1",
             "COMPOSE_PROFILES": "embedded",
             **{PORT_VARIABLES[service]: str(port) for service, port in ports.items()},
             **env,
@@ -114,6 +114,16 @@ class Stack:
 
     def logs(self, tail: int = 80) -> str:
         return self.compose("logs", "--no-color", "--tail", str(tail), check=False).stdout[-20000:]
+
+    def container(self, service: str) -> str:
+        """The id of the service's container (running or not)."""
+        container = self.compose("ps", "--all", "--quiet", service).stdout.strip()
+        assert container, f"{service} has no container in {self.project}"
+        return container
+
+    @property
+    def network(self) -> str:
+        return f"{self.project}_default"
 
     def http(self, service: str) -> httpx.Client:
         return httpx.Client(base_url=self.url(service), timeout=60)

@@ -14,7 +14,7 @@ import json
 
 import httpx
 import pytest
-from chat_support import ChainlitClient
+from chat_support import ChainlitClient, Reply
 
 from tests.e2e.stack import Stack
 from tests.support.process import REPO, wait_until
@@ -45,11 +45,11 @@ def query(stack: Stack, expr: str) -> list:
     return response.json()["data"]["result"]
 
 
-async def chat(url: str, text: str) -> None:
+async def chat(url: str, text: str) -> Reply:
     client = ChainlitClient(url)
     await client.connect()
     try:
-        await client.ask(text)
+        return await client.ask(text)
     finally:
         await client.close()
 
@@ -59,9 +59,11 @@ def make_traffic(stack: Stack) -> None:
     asyncio.run(chat(stack.url("chat-app"), "Hello there"))
     asyncio.run(chat(stack.url("chat-app"), "And a second question"))
     # Under MAX_INPUT_CHARS (8000) but over the tiny model's 4096-token context: its byte-level tokenizer has
-    # never seen these letters together, one token each. The runtime refuses it; the chat service records
-    # an error of the upstream.
-    asyncio.run(chat(stack.url("chat-app"), "zqj" * 2000))
+    # never seen these letters together, one token each. The gateway refuses it with the token counts; the chat
+    # service records an error of the upstream and shows the refusal with what to do.
+    refused = asyncio.run(chat(stack.url("chat-app"), "zqj" * 2000)).final_text()
+    assert "more than the model's context of 4096 tokens" in refused, refused
+    assert "change the message or the chat settings as it says" in refused, refused
     body = {"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}
     unknown = httpx.post(f"{stack.url('foundry-local')}/v1/chat/completions", json=body)
     assert unknown.status_code == 404

@@ -216,6 +216,8 @@ def test_open_webui_chat_survives_down_and_up(stack: Stack, webui_token: str) ->
     # (ENABLE_PERSISTENT_CONFIG=False): Open WebUI now uses the embedded service only.
     stack.env["OPEN_WEBUI_OPENAI_URLS"] = "http://foundry-local:5273/v1"
     stack.env["OPEN_WEBUI_OPENAI_KEYS"] = "not-needed"
+    # ...and sign-up, closed by default after the admin (test_security.py), is opened: new accounts wait.
+    stack.env["OPEN_WEBUI_ENABLE_SIGNUP"] = "true"
     stack.up()
 
     with httpx.Client(base_url=stack.url("open-webui"), timeout=60) as http:
@@ -227,6 +229,11 @@ def test_open_webui_chat_survives_down_and_up(stack: Stack, webui_token: str) ->
         assert kept.status_code == 200, kept.text
         assert kept.json()["chat"]["title"] == title
         assert {m["id"] for m in http.get("/api/models").json()["data"]} == {EMBEDDED_MODEL}
+    with stack.http("open-webui") as http:
+        user = {"name": "Later", "email": f"later-{uuid.uuid4().hex[:6]}@example.test", "password": "another long one"}
+        signup = http.post("/api/v1/auths/signup", json=user)
+        assert signup.status_code == 200, signup.text
+        assert signup.json()["role"] == "pending", "a later account waits for the admin's approval"
         # The token issued before the restart still works: the generated secret key lives in the volume.
     with webui(stack, webui_token) as http:
         assert http.get("/api/v1/auths/").status_code == 200
@@ -236,7 +243,7 @@ def test_host_foundry_local_only(stack: Stack, webui_token: str, host_foundry: G
     """The documented switch: `embedded` out of COMPOSE_PROFILES, and only the host's Foundry Local serves."""
     stack.down(volumes=False)
     stack.env["COMPOSE_PROFILES"] = ""
-    for name in ("OPEN_WEBUI_OPENAI_URLS", "OPEN_WEBUI_OPENAI_KEYS"):
+    for name in ("OPEN_WEBUI_OPENAI_URLS", "OPEN_WEBUI_OPENAI_KEYS", "OPEN_WEBUI_ENABLE_SIGNUP"):
         stack.env.pop(name, None)  # back to the defaults: the host's Foundry Local, then the embedded one
     stack.up()
     assert {c["Service"] for c in stack.ps()} == OFFLINE_SERVICES - {"foundry-local"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -59,3 +60,32 @@ def running_container(*run_args: str) -> Iterator[tuple[str, float]]:
         yield name, time.monotonic() - started
     finally:
         docker("rm", "--force", "--volumes", name, check=False)
+
+
+# Kills every child of the container's init (the service itself) from inside the container.
+_CRASH = """
+import os, signal
+for pid in filter(str.isdigit, os.listdir('/proc')):
+    with open(f'/proc/{pid}/stat') as stat:
+        parent = stat.read().rsplit(')', 1)[1].split()[1]
+    if parent == '1' and int(pid) != os.getpid():
+        os.kill(int(pid), signal.SIGKILL)
+"""
+
+
+def crash(container: str) -> None:
+    """SIGKILL the container's service process, as a crash or the kernel's OOM killer would. Unlike `docker kill`
+    (an operator's stop, which Docker never undoes), this leaves the container's restart policy in charge."""
+    # The exec itself may die with the container (exit 137): the callers check the restart instead.
+    docker("exec", container, "python", "-c", _CRASH, timeout=30, check=False)
+
+
+@contextmanager
+def throttled(container: str, cpus: float) -> Iterator[None]:
+    """Limit a running container to a fraction of a CPU: a slow machine, and answers that stream for seconds."""
+    docker("update", "--cpus", str(cpus), container)
+    try:
+        yield
+    finally:
+        # `--cpus 0` does not lift a limit; every CPU of the machine does.
+        docker("update", "--cpus", str(os.cpu_count() or 1), container, check=False)
