@@ -43,7 +43,8 @@ def build_site() -> Path:
 
 def render_nginx_conf(port: int, root: Path, prefix: Path) -> str:
     """nginx.conf for a local run: 127.0.0.1:port, the given site root, runtime files under prefix."""
-    text = NGINX_CONF.read_text()
+    # The config's runtime paths under /tmp/ first: the site root may itself be under /tmp (a clone there).
+    text = re.sub(r"(?<=[ \t])/tmp/", f"{prefix}/", NGINX_CONF.read_text())
     replaced = {
         r"listen 8080;": f"listen 127.0.0.1:{port};",
         r"root /usr/share/nginx/html;": f"root {root};",
@@ -52,7 +53,7 @@ def render_nginx_conf(port: int, root: Path, prefix: Path) -> str:
         if text.count(old) != 1:
             raise AssertionError(f"{NGINX_CONF} should contain {old!r} exactly once")
         text = text.replace(old, new)
-    return re.sub(r"(?<=[ \t])/tmp/", f"{prefix}/", text)
+    return text
 
 
 @dataclass
