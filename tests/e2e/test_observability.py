@@ -63,7 +63,8 @@ def make_traffic(stack: Stack) -> None:
     # service records an error of the upstream and shows the refusal with what to do.
     refused = asyncio.run(chat(stack.url("chat-app"), "zqj" * 2000)).final_text()
     assert "more than the model's context of 4096 tokens" in refused, refused
-    assert "change the message or the chat settings as it says" in refused, refused
+    assert "Change the message or the chat settings as it says." in refused, refused
+    assert ".." not in refused, refused
     body = {"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}
     unknown = httpx.post(f"{stack.url('foundry-local')}/v1/chat/completions", json=body)
     assert unknown.status_code == 404

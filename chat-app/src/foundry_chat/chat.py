@@ -81,7 +81,9 @@ def classify(exc: BaseException, upstream: Upstream, timeout: float) -> Upstream
             advice = "change the message or the chat settings as it says"
         else:
             advice = "try again; if it persists, check the upstream's log"
-        return UpstreamFailure(f"http_{exc.status_code}", f"answered HTTP {exc.status_code}: {message}", advice)
+        # Without its full stop: the detail is one clause of a longer sentence.
+        detail = f"answered HTTP {exc.status_code}: {message.rstrip('. ')}"
+        return UpstreamFailure(f"http_{exc.status_code}", detail, advice)
     name = type(exc).__name__
     return UpstreamFailure(name, f"failed ({name})", "try again; if it persists, check the service log")
 

@@ -261,7 +261,7 @@ async def answer_message(message: cl.Message) -> None:
 
 def footer(answer: Answer) -> str:
     if answer.outcome == "failed":
-        return f"**Could not answer.** {answer.error} Your message was kept: send it again when the upstream is back."
+        return f"**Could not answer.** {answer.error} Your message was kept: send it again once that is done."
     target = answer.target
     assert target is not None
     where = f"{target.model} on {target.upstream.name}" + (" (cloud)" if target.upstream.cloud else " (local)")
