@@ -33,6 +33,8 @@ __all__ = [
     "ChainlitClient",
     "ChatProcess",
     "PacedUpstream",
+    "ask_once",
+    "converse",
     "login",
     "start_chat",
     "start_paced_upstream",
@@ -243,3 +245,24 @@ class ChainlitClient:
 
     async def close(self) -> None:
         await self.sio.disconnect()
+
+
+async def converse(
+    url: str,
+    text: str,
+    settings: dict | None = None,
+    on_first_token: Callable[[], Awaitable[None]] | None = None,
+) -> Reply:
+    """One browser tab asks one question: connect, change the chat settings when given, ask, disconnect."""
+    client = ChainlitClient(url)
+    await client.connect()
+    try:
+        if settings is not None:
+            await client.change_settings(settings)
+        return await client.ask(text, on_first_token=on_first_token)
+    finally:
+        await client.close()
+
+
+def ask_once(url: str, text: str, settings: dict | None = None) -> Reply:
+    return asyncio.run(converse(url, text, settings))

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
 from pathlib import Path
 
 import pytest
-from chat_support import ChainlitClient, start_chat
+from chat_support import ask_once, start_chat
 
 from tests.support.process import start_gateway, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def ask_once(url: str, text: str):
-    async def scenario():
-        client = ChainlitClient(url)
-        await client.connect()
-        try:
-            return await client.ask(text)
-        finally:
-            await client.close()
-
-    return asyncio.run(scenario())
 
 
 def test_upstream_stops_and_comes_back_without_a_restart(tiny_model: Path, tmp_path: Path) -> None:

@@ -134,7 +134,7 @@ def test_model_that_disappeared_between_pick_and_send(chat: ChatProcess) -> None
         await client.connect()
         try:
             # What the settings panel sends after the user picked a model that is unloaded since.
-            await client.sio.emit("chat_settings_change", {"model": "vanished-model-generic-cpu:1"})
+            await client.change_settings({"model": "vanished-model-generic-cpu:1"})
             return await client.ask("are you there?")
         finally:
             await client.close()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.process import REPO, free_port
+from tests.support.process import REPO, free_port, metric_sum, wait_until
 
 COMPOSE_FILES = ("compose.yaml", "compose.offline.yaml")
 # Published port variable of each service (compose.yaml) and the service's own name.
@@ -124,6 +124,19 @@ class Stack:
     @property
     def network(self) -> str:
         return f"{self.project}_default"
+
+    def wait_chat_ready(self, model: str | None = None, timeout: float = 60) -> None:
+        """The chat service's /readyz is 200, with `model` among the loaded models when one is named."""
+
+        def ready() -> bool:
+            response = httpx.get(f"{self.url('chat-app')}/readyz", timeout=5)
+            return response.status_code == 200 and (model is None or model in response.json()["models"])
+
+        wait_until(ready, timeout, f"the chat service ready with {model or 'a model'}", interval=0.5)
+
+    def chat_metric(self, name: str, **labels: str) -> float:
+        """The chat service's metric, summed over the samples with these labels."""
+        return metric_sum(httpx.get(f"{self.url('chat-app')}/metrics", timeout=5).text, name, **labels)
 
     def http(self, service: str) -> httpx.Client:
         return httpx.Client(base_url=self.url(service), timeout=60)

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from chat_support import ChainlitClient, Reply
+from chat_support import ChainlitClient, Reply, converse
 
 from tests.e2e.stack import ADMIN, EMBEDDED_MODEL, Stack, webui
 from tests.support.docker import crash, docker, health, inspect, throttled
-from tests.support.process import metric_sum, wait_until
+from tests.support.process import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -30,6 +30,9 @@ SERVICES = ("foundry-local", "chat-app")
 # runs a command in the throttled container (docker exec) takes about half a second.
 LONG_ANSWER = {"max_tokens": 3968}
 SLOW_CPUS = 0.1
+# The chat service's metrics of what happened to each message and each upstream request.
+MESSAGES = "chat_messages_total"
+OPERATIONS = "gen_ai_client_operation_duration_seconds_count"
 
 
 @pytest.fixture(scope="module")
@@ -60,54 +63,23 @@ def up(stack: Stack, *services: str) -> None:
         wait_until(lambda c=container: health(c) == "healthy", 120, f"{service} healthy", interval=0.5)
 
 
-def wait_ready(stack: Stack) -> None:
-    """The chat service found the embedded model again (it re-probes a failed upstream within 5 s)."""
+def chat(stack: Stack, text: str, settings: dict | None = None, fault: Callable[[], None] | None = None) -> Reply:
+    """A new session asks one question; `fault` runs (in a thread) once the answer's first token is in."""
+    on_first_token: Callable[[], Awaitable[None]] | None = None
+    if fault is not None:
+        injected = fault
 
-    def ready() -> bool:
-        response = httpx.get(f"{stack.url('chat-app')}/readyz", timeout=5)
-        return response.status_code == 200 and EMBEDDED_MODEL in response.json()["models"]
+        async def on_first_token() -> None:
+            await asyncio.to_thread(injected)
 
-    wait_until(ready, 60, "the chat service ready with the embedded model", interval=0.5)
-
-
-def messages(stack: Stack, outcome: str) -> float:
-    text = httpx.get(f"{stack.url('chat-app')}/metrics", timeout=5).text
-    return metric_sum(text, "chat_messages_total", outcome=outcome)
-
-
-def operations(stack: Stack, error_type: str) -> float:
-    text = httpx.get(f"{stack.url('chat-app')}/metrics", timeout=5).text
-    return metric_sum(text, "gen_ai_client_operation_duration_seconds_count", error_type=error_type)
-
-
-async def chat(
-    stack: Stack, *texts: str, settings: dict | None = None, fault: Callable[[], None] | None = None
-) -> list[Reply]:
-    """One session asks each text in turn; `fault` runs (in a thread) once the first answer's first token is in."""
-    client = ChainlitClient(stack.url("chat-app"))
-    await client.connect()
-    try:
-        if settings:
-            await client.sio.emit("chat_settings_change", {"model": EMBEDDED_MODEL, **settings})
-        on_first_token: Callable[[], Awaitable[None]] | None = None
-        if fault is not None:
-            injected = fault
-
-            async def on_first_token() -> None:
-                await asyncio.to_thread(injected)
-
-        replies = [await client.ask(texts[0], on_first_token=on_first_token)]
-        for text in texts[1:]:
-            replies.append(await client.ask(text))
-        return replies
-    finally:
-        await client.close()
+    chosen = {"model": EMBEDDED_MODEL, **settings} if settings else None
+    return asyncio.run(converse(stack.url("chat-app"), text, chosen, on_first_token))
 
 
 def assert_answers_again(stack: Stack, text: str) -> None:
     """Recovered: the chat service sees the model again and a new session gets an answer from it."""
-    wait_ready(stack)
-    [reply] = asyncio.run(chat(stack, text))
+    stack.wait_chat_ready(EMBEDDED_MODEL)
+    reply = chat(stack, text)
     assert EMBEDDED_MODEL in reply.final_text(), reply.events
 
 
@@ -135,7 +107,7 @@ def test_chat_starts_without_the_embedded_service_and_picks_it_up_when_it_starts
     readyz = httpx.get(f"{faults.url('chat-app')}/readyz", timeout=5)
     assert readyz.status_code == 503
     assert "start Foundry Local" in readyz.json()["message"]
-    before = messages(faults, "failed")
+    before = faults.chat_metric(MESSAGES, outcome="failed")
 
     async def session() -> tuple[Reply, Reply, Reply]:
         client = ChainlitClient(faults.url("chat-app"))
@@ -143,7 +115,7 @@ def test_chat_starts_without_the_embedded_service_and_picks_it_up_when_it_starts
         try:
             unanswered = await client.ask("Are you there?")
             await asyncio.to_thread(up, faults, "foundry-local")
-            await asyncio.to_thread(wait_ready, faults)
+            await asyncio.to_thread(faults.wait_chat_ready, EMBEDDED_MODEL)
             # The same session, never reloaded: the model appears in its settings, and it answers.
             return start, unanswered, await client.ask("Are you there now?")
         finally:
@@ -153,7 +125,7 @@ def test_chat_starts_without_the_embedded_service_and_picks_it_up_when_it_starts
     assert any("No model is reachable right now" in text for text in start.texts()), start.events
     assert "**Could not answer.**" in unanswered.final_text(), unanswered.events
     assert "Your message was kept" in unanswered.final_text()
-    assert messages(faults, "failed") == before + 1
+    assert faults.chat_metric(MESSAGES, outcome="failed") == before + 1
     assert answered.streamed_text.strip(), answered.events
     assert EMBEDDED_MODEL in answered.final_text()
 
@@ -164,14 +136,15 @@ def test_chat_starts_without_the_embedded_service_and_picks_it_up_when_it_starts
 def test_docker_kill_mid_stream_keeps_the_partial_answer(faults: Stack) -> None:
     up(faults)
     foundry = faults.container("foundry-local")
-    before = messages(faults, "interrupted"), operations(faults, "connection")
+    before = (
+        faults.chat_metric(MESSAGES, outcome="interrupted"),
+        faults.chat_metric(OPERATIONS, error_type="connection"),
+    )
     with throttled(foundry, SLOW_CPUS):
-        [reply] = asyncio.run(
-            chat(faults, "Tell me a long story", settings=LONG_ANSWER, fault=lambda: docker("kill", foundry))
-        )
+        reply = chat(faults, "Tell me a long story", settings=LONG_ANSWER, fault=lambda: docker("kill", foundry))
     assert_interrupted_and_kept(reply, "could not be reached or closed the connection")
-    assert messages(faults, "interrupted") == before[0] + 1
-    assert operations(faults, "connection") == before[1] + 1
+    assert faults.chat_metric(MESSAGES, outcome="interrupted") == before[0] + 1
+    assert faults.chat_metric(OPERATIONS, error_type="connection") == before[1] + 1
     assert httpx.get(f"{faults.url('chat-app')}/readyz", timeout=5).status_code == 503, "the upstream is marked down"
     # Docker never restarts a container an operator killed: `docker compose up -d` (README) brings it back.
     assert inspect(foundry)["State"]["Status"] == "exited"
@@ -183,11 +156,11 @@ def test_crash_mid_stream_recovers_by_itself(faults: Stack) -> None:
     up(faults)
     foundry = faults.container("foundry-local")
     restarts = inspect(foundry)["RestartCount"]
-    before = messages(faults, "interrupted")
+    before = faults.chat_metric(MESSAGES, outcome="interrupted")
     with throttled(foundry, SLOW_CPUS):
-        [reply] = asyncio.run(chat(faults, "Tell me a long story", settings=LONG_ANSWER, fault=lambda: crash(foundry)))
+        reply = chat(faults, "Tell me a long story", settings=LONG_ANSWER, fault=lambda: crash(foundry))
     assert_interrupted_and_kept(reply, "could not be reached or closed the connection")
-    assert messages(faults, "interrupted") == before + 1
+    assert faults.chat_metric(MESSAGES, outcome="interrupted") == before + 1
     # The restart policy brings the runtime back, healthy, with no one doing anything.
     wait_restarted_by_docker(foundry, restarts)
     assert_answers_again(faults, "Back?")
@@ -196,41 +169,41 @@ def test_crash_mid_stream_recovers_by_itself(faults: Stack) -> None:
 def test_network_disconnect_mid_stream_times_out_and_recovers(faults: Stack) -> None:
     up(faults)
     foundry = faults.container("foundry-local")
-    before = operations(faults, "timeout")
+    before = faults.chat_metric(OPERATIONS, error_type="timeout")
 
     def disconnect() -> None:
         docker("network", "disconnect", faults.network, foundry)
 
     try:
         with throttled(foundry, SLOW_CPUS):
-            [reply] = asyncio.run(chat(faults, "Tell me a long story", settings=LONG_ANSWER, fault=disconnect))
+            reply = chat(faults, "Tell me a long story", settings=LONG_ANSWER, fault=disconnect)
     finally:
         docker("network", "connect", "--alias", "foundry-local", faults.network, foundry, check=False)
     # Nothing more arrives on the dead connection: the read timeout ends the answer, and says which setting.
     assert_interrupted_and_kept(reply, f"sent nothing for {TIMEOUT_SECONDS} s (REQUEST_TIMEOUT_SECONDS)")
-    assert operations(faults, "timeout") == before + 1
+    assert faults.chat_metric(OPERATIONS, error_type="timeout") == before + 1
     assert_answers_again(faults, "Reconnected?")
 
 
 def test_an_upstream_that_hangs_is_a_timeout_and_a_slow_one_is_fine(faults: Stack) -> None:
     up(faults)
     foundry = faults.container("foundry-local")
-    before = messages(faults, "failed")
+    before = faults.chat_metric(MESSAGES, outcome="failed")
     # Frozen: connections are accepted by the kernel, but nothing answers.
     docker("pause", foundry)
     try:
-        [reply] = asyncio.run(chat(faults, "Hello?"))
+        reply = chat(faults, "Hello?")
     finally:
         docker("unpause", foundry)
     final = reply.final_text()
     assert "**Could not answer.**" in final, reply.events
     assert f"sent nothing for {TIMEOUT_SECONDS} s (REQUEST_TIMEOUT_SECONDS)" in final
     assert "raise REQUEST_TIMEOUT_SECONDS" in final
-    assert messages(faults, "failed") == before + 1
-    wait_ready(faults)
+    assert faults.chat_metric(MESSAGES, outcome="failed") == before + 1
+    faults.wait_chat_ready(EMBEDDED_MODEL)
     # Slow but steady (a tenth of a CPU): every wait stays under the timeout, so the answer completes.
     with throttled(foundry, SLOW_CPUS):
-        [slow] = asyncio.run(chat(faults, "Take your time", settings={"max_tokens": 64}))
+        slow = chat(faults, "Take your time", settings={"max_tokens": 64})
     assert "[interrupted]" not in slow.final_text() and EMBEDDED_MODEL in slow.final_text(), slow.events
 
 

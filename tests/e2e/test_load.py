@@ -24,7 +24,7 @@ from chat_support import ChainlitClient
 
 from tests.e2e.stack import EMBEDDED_MODEL, Stack
 from tests.support.docker import docker
-from tests.support.process import metric_sum, wait_until
+from tests.support.process import metric_sum
 
 pytestmark = pytest.mark.e2e
 
@@ -37,7 +37,7 @@ async def session(url: str, tag: str, ttfts: list[float], errors: list[str]) -> 
     client = ChainlitClient(url)
     await client.connect()
     try:
-        await client.sio.emit("chat_settings_change", {"model": EMBEDDED_MODEL})
+        await client.change_settings({"model": EMBEDDED_MODEL})
         for turn in range(TURNS):
             reply = await client.ask(f"marker {tag} turn {turn}")
             final = reply.final_text()
@@ -81,8 +81,7 @@ def memory(stack: Stack) -> dict[str, str]:
 
 def test_64_sessions_of_10_turns_without_errors_or_cross_talk(stack: Stack, artifacts: Path) -> None:
     url = stack.url("chat-app")
-    with stack.http("chat-app") as http:
-        wait_until(lambda: EMBEDDED_MODEL in http.get("/readyz").json()["models"], 60, "the embedded model")
+    stack.wait_chat_ready(EMBEDDED_MODEL)
     metrics_before = httpx.get(f"{url}/metrics", timeout=5).text
     tags = [f"s{i:02d}-{uuid.uuid4().hex[:6]}" for i in range(SESSIONS)]
 

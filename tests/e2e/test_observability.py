@@ -9,12 +9,11 @@ checks the dashboards' JSON itself).
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import httpx
 import pytest
-from chat_support import ChainlitClient, Reply
+from chat_support import ask_once
 
 from tests.e2e.stack import Stack
 from tests.support.process import REPO, wait_until
@@ -45,23 +44,14 @@ def query(stack: Stack, expr: str) -> list:
     return response.json()["data"]["result"]
 
 
-async def chat(url: str, text: str) -> Reply:
-    client = ChainlitClient(url)
-    await client.connect()
-    try:
-        return await client.ask(text)
-    finally:
-        await client.close()
-
-
 def make_traffic(stack: Stack) -> None:
     """Answers through the chat service and the gateway, and failures of both kinds."""
-    asyncio.run(chat(stack.url("chat-app"), "Hello there"))
-    asyncio.run(chat(stack.url("chat-app"), "And a second question"))
+    ask_once(stack.url("chat-app"), "Hello there")
+    ask_once(stack.url("chat-app"), "And a second question")
     # Under MAX_INPUT_CHARS (8000) but over the tiny model's 4096-token context: its byte-level tokenizer has
     # never seen these letters together, one token each. The gateway refuses it with the token counts; the chat
     # service records an error of the upstream and shows the refusal with what to do.
-    refused = asyncio.run(chat(stack.url("chat-app"), "zqj" * 2000)).final_text()
+    refused = ask_once(stack.url("chat-app"), "zqj" * 2000).final_text()
     assert "more than the model's context of 4096 tokens" in refused, refused
     assert "Change the message or the chat settings as it says." in refused, refused
     assert ".." not in refused, refused
@@ -119,5 +109,4 @@ def test_upstream_down_alert_fires_when_the_embedded_service_stops_and_resolves(
         stack.compose("start", "foundry-local")
     stack.compose("up", "--detach", "--wait", "--wait-timeout", "120", "foundry-local")
     wait_until(lambda: not embedded_upstream_down(stack), 180, "the alert to resolve", interval=5)
-    with stack.http("chat-app") as http:
-        wait_until(lambda: http.get("/readyz").status_code == 200, 60, "the chat service to be ready again")
+    stack.wait_chat_ready()

@@ -9,29 +9,17 @@ embedded service serves the tiny model in its container. Both at once is the com
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 
 import httpx
 import pytest
-from chat_support import ChainlitClient
+from chat_support import ask_once
 
 from tests.e2e.stack import ADMIN, EMBEDDED_MODEL, HOST_MODEL, OFFLINE_SERVICES, Stack, webui
 from tests.support.process import GatewayProcess, metric_sum, wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-async def chat_once(url: str, text: str, model: str | None = None):
-    client = ChainlitClient(url)
-    await client.connect()
-    try:
-        if model:
-            await client.sio.emit("chat_settings_change", {"model": model})
-        return await client.ask(text)
-    finally:
-        await client.close()
 
 
 def gateway_chat_requests(gateway_url: str) -> float:
@@ -62,9 +50,8 @@ def test_startup_time_is_within_target(stack: Stack) -> None:
 
 
 def test_chat_streams_tokens_from_the_embedded_runtime(stack: Stack) -> None:
-    with stack.http("chat-app") as http:
-        wait_until(lambda: http.get("/readyz").status_code == 200, 60, "the chat service's /readyz")
-    reply = asyncio.run(chat_once(stack.url("chat-app"), "Hello there"))
+    stack.wait_chat_ready()
+    reply = ask_once(stack.url("chat-app"), "Hello there")
     assert reply.streamed_ids, reply.events
     # stream_start carries the first token, stream_token the rest (coalesced every STREAM_INTERVAL_MS).
     assert len(reply.token_times()) >= 2, "the answer arrives as a stream of tokens"
@@ -175,7 +162,7 @@ def test_chat_service_reaches_the_host_foundry_local(stack: Stack, host_foundry:
     assert "host.docker.internal" in json.dumps(readyz)
     assert HOST_MODEL in json.dumps(readyz)
     before = gateway_chat_requests(host_foundry.url)
-    reply = asyncio.run(chat_once(stack.url("chat-app"), "Hello host", model=HOST_MODEL))
+    reply = ask_once(stack.url("chat-app"), "Hello host", {"model": HOST_MODEL})
     assert reply.streamed_text.strip(), reply.events
     assert HOST_MODEL in reply.final_text()
     assert gateway_chat_requests(host_foundry.url) > before, "the host's runtime served the answer"
@@ -252,11 +239,10 @@ def test_host_foundry_local_only(stack: Stack, webui_token: str, host_foundry: G
         ids = {m["id"] for m in http.get("/api/models").json()["data"]}
     assert ids == {HOST_MODEL}
 
-    with stack.http("chat-app") as http:
-        wait_until(lambda: http.get("/readyz").status_code == 200, 60, "the chat service's /readyz")
+    stack.wait_chat_ready()
     before = gateway_chat_requests(host_foundry.url)
     # MODEL names the embedded model, which is not loaded now: the chat falls back to the first loaded one.
-    reply = asyncio.run(chat_once(stack.url("chat-app"), "Hello host only"))
+    reply = ask_once(stack.url("chat-app"), "Hello host only")
     assert reply.streamed_text.strip(), reply.events
     assert HOST_MODEL in reply.final_text()
     assert gateway_chat_requests(host_foundry.url) > before
