@@ -48,8 +48,9 @@ def test_open_webui_screenshot(stack: Stack, webui_token: str, artifacts: Path) 
         browser = launch_chromium(playwright, webgpu=False)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.goto(f"{url}/auth")
-            page.evaluate("token => localStorage.setItem('token', token)", webui_token)
+            # Signed in before any of the page's scripts run. (Setting it from a loaded /auth page raced that
+            # page's own start-up, which could leave the browser on the sign-in form.)
+            page.add_init_script(f"localStorage.setItem('token', {json.dumps(webui_token)})")
             page.goto(url)
             try:
                 # The chat page opens on a model Open WebUI found on Foundry Local (the embedded or the host's).
