@@ -36,6 +36,12 @@ def test_models_lists_exactly_the_loaded_model(client: openai.OpenAI, gateway: G
     assert ids[0].endswith(":1"), "clients get the full id the runtime needs, not the alias"
 
 
+def test_models_state_each_models_context_length(gateway: GatewayProcess) -> None:
+    # The router fits max_tokens to it; the tiny model's genai_config.json says 4096.
+    (model,) = httpx.get(f"{gateway.url}/v1/models").json()["data"]
+    assert model["context_length"] == 4096
+
+
 def test_healthz_reports_the_ready_model(gateway: GatewayProcess, model_id: str) -> None:
     response = gateway.healthz()
     assert response.status_code == 200

@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from foundry_embedded.chat_request import (
+from foundry_common.chat_request import (
     check_chat_request,
     check_content_type,
     clean_runtime_message,
     context_exceeded,
     parse_body,
 )
+from foundry_common.sse import StreamWatcher
 from foundry_embedded.gateway import RequestError, default_max_tokens, resolve_model, upstream_message
 from foundry_embedded.runtime import ServedModel, Status
 from foundry_embedded.settings import Settings
-from foundry_embedded.sse import StreamWatcher
 
 pytestmark = pytest.mark.unit
 

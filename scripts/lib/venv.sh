@@ -26,6 +26,12 @@ ensure_venv() {
   echo "$stamp" > "$dir/.stamp"
 }
 
+# The venv of scripts/test and scripts/bench: every lock, and our own projects (the shared library first) editable.
+ensure_test_venv() {
+  ensure_venv .venvs/test requirements-dev.lock foundry-local/requirements.lock chat-app/requirements.lock \
+    router/requirements.lock -- common foundry-local chat-app router
+}
+
 require_python_311() {
   python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || {
     echo "error: Python 3.11 or newer is needed as python3 (found: $(python3 --version 2>&1))." >&2

@@ -31,8 +31,10 @@ def require_docker() -> None:
         pytest.fail(f"base image {OFFLINE_PYTHON_BASE} is missing: run scripts/build-offline-base.")
 
 
-def build_image(context: str, tag: str) -> str:
-    docker("build", "--tag", tag, "--build-arg", f"BASE_IMAGE={OFFLINE_PYTHON_BASE}", str(REPO / context))
+def build_image(service: str, tag: str) -> str:
+    """SERVICE/Dockerfile built as compose.yaml builds it: from the repository root, for the shared common/."""
+    dockerfile = str(REPO / service / "Dockerfile")
+    docker("build", "--tag", tag, "--build-arg", f"BASE_IMAGE={OFFLINE_PYTHON_BASE}", "--file", dockerfile, str(REPO))
     return tag
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import structlog
 import uvicorn
 
+from foundry_common.logs import configure_logging
+from foundry_common.settings import load_settings
 from foundry_embedded.gateway import create_app
-from foundry_embedded.logs import capture_native_stderr, configure_logging
 from foundry_embedded.metrics import Metrics
+from foundry_embedded.native_log import capture_native_stderr
 from foundry_embedded.runtime import EmbeddedRuntime
-from foundry_embedded.settings import load_settings
+from foundry_embedded.settings import Settings
 
 log = structlog.get_logger("foundry_embedded")
 
@@ -19,7 +21,7 @@ GRACEFUL_STREAM_SECONDS = 5
 
 
 def main() -> None:
-    settings = load_settings()
+    settings = load_settings(Settings)
     configure_logging(settings.log_level, settings.log_format)
     if settings.log_format == "json":
         capture_native_stderr()

@@ -18,23 +18,22 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from foundry_embedded.chat_request import (
+from foundry_common.chat_request import (
     RequestError,
     check_chat_request,
-    check_content_type,
     clean_runtime_message,
     context_exceeded,
-    parse_body,
     runtime_wording,
 )
+from foundry_common.request_body import read_payload
+from foundry_common.sse import StreamWatcher
 from foundry_embedded.metrics import Metrics
 from foundry_embedded.runtime import EmbeddedRuntime, ServedModel, Status
 from foundry_embedded.settings import Settings
-from foundry_embedded.sse import StreamWatcher
 
 log = structlog.get_logger("foundry_embedded.gateway")
 
@@ -98,7 +97,16 @@ def create_app(settings: Settings, runtime: EmbeddedRuntime, metrics: Metrics) -
 
     async def models(request: Request) -> Response:
         data = [
-            {"id": m.id, "object": "model", "created": 0, "owned_by": "foundry-local", "alias": m.alias}
+            {
+                "id": m.id,
+                "object": "model",
+                "created": 0,
+                "owned_by": "foundry-local",
+                "alias": m.alias,
+                # Tokens of prompt and answer together (None when the runtime does not say): clients such as the
+                # router fit max_tokens to it.
+                "context_length": m.context_length,
+            }
             for m in runtime.status.models
         ]
         return JSONResponse({"object": "list", "data": data})
@@ -112,8 +120,7 @@ def create_app(settings: Settings, runtime: EmbeddedRuntime, metrics: Metrics) -
         structlog.contextvars.bind_contextvars(request_id=request_id)
         model_label = "unknown"
         try:
-            check_content_type(request.headers.get("content-type"))
-            payload = parse_body(await read_body(request, settings.max_request_bytes))
+            payload = await read_payload(request, settings.max_request_bytes)
             model = resolve_model(payload, runtime.status)
             model_label = model.id
             check_chat_request(payload, model.context_length)
@@ -259,21 +266,6 @@ def create_app(settings: Settings, runtime: EmbeddedRuntime, metrics: Metrics) -
         Route(CHAT_ROUTE, chat_completions, methods=["POST"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_routed})
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestError(413, f"Request body is {declared} bytes; the limit is {limit} bytes.", "body_too_large")
-    body = bytearray()
-    try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise RequestError(413, f"Request body exceeds the limit of {limit} bytes.", "body_too_large")
-    except ClientDisconnect:
-        raise RequestError(400, "The client went away while sending the request.", "client_disconnected") from None
-    return bytes(body)
 
 
 async def first_event(upstream: aiohttp.ClientResponse) -> bytes:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -62,16 +61,3 @@ class Settings(BaseSettings):
         assert self.foundry_model_path is not None
         name = "".join(c if c.isalnum() or c in "-." else "-" for c in self.foundry_model_path.name.lower())
         return f"{name.strip('-') or 'local-model'}-generic-cpu:1"
-
-
-def load_settings() -> Settings:
-    """Read settings; on bad values print which variable is wrong and exit non-zero."""
-    try:
-        return Settings()
-    except ValidationError as exc:
-        lines = ["Invalid configuration:"]
-        for error in exc.errors():
-            variable = str(error["loc"][0]).upper() if error["loc"] else "?"
-            lines.append(f"  {variable}={error.get('input')!r}: {error['msg']}")
-        print("\n".join(lines), file=sys.stderr)
-        raise SystemExit(2) from None

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
-import os
-import re
 import sys
-import threading
+from collections.abc import Iterable
 
 import structlog
 
 
-def configure_logging(level: str = "info", fmt: str = "json") -> None:
+def configure_logging(level: str = "info", fmt: str = "json", quiet: Iterable[str] = ()) -> None:
+    """Log at `level` as JSON lines (`fmt="json"`) or for a terminal (`"console"`); the loggers named in
+    `quiet` (a service's chatty libraries) log warnings and errors only."""
     shared = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -44,30 +44,6 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
-    # One access line per request is already written by the gateway, with more context.
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-
-
-_NATIVE_LINE = re.compile(r"^\[(\w+)\]\s*(.*)$")
-_LEVELS = {"trace": "debug", "debug": "debug", "info": "info", "warning": "warning", "error": "error"}
-
-
-def capture_native_stderr() -> None:
-    """The native runtime writes plain `[level] text` lines to file descriptor 2: re-emit each one as a
-    JSON event, so that the container log stays one JSON object per line."""
-    read_fd, write_fd = os.pipe()
-    os.dup2(write_fd, 2)
-    os.close(write_fd)
-    threading.Thread(target=_relay_native_lines, args=(read_fd,), name="native-log", daemon=True).start()
-
-
-def _relay_native_lines(read_fd: int) -> None:
-    log = structlog.get_logger("foundry_local.native")
-    with os.fdopen(read_fd, "r", errors="replace") as lines:
-        for raw in lines:
-            line = raw.rstrip()
-            if not line:
-                continue
-            match = _NATIVE_LINE.match(line)
-            level, text = (match.group(1).lower(), match.group(2)) if match else ("error", line)
-            getattr(log, _LEVELS.get(level, "error"))("runtime_log", message=text)
+    # Each service logs every request once with its context; per-request access lines would only add noise.
+    for name in ("uvicorn.access", *quiet):
+        logging.getLogger(name).setLevel(logging.WARNING)
