@@ -1,4 +1,5 @@
-"""scripts/doctor against real states of this machine: a taken port, the embedded service up or down."""
+"""scripts/doctor against real states of this machine: a taken port, the embedded service up or down, the router
+ready or not, with its upstreams, its warnings and its key."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import json
 import os
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from tests.support.process import REPO, GatewayProcess, free_port
+from tests.support.router import RouterProcess, start_router
 
 pytestmark = pytest.mark.integration
 
@@ -44,12 +47,24 @@ def test_the_embedded_service_is_reported_with_its_model(gateway: GatewayProcess
     assert gateway.healthz().json()["model"] in check["detail"]
 
 
-def test_a_stopped_embedded_service_and_stack_are_failures() -> None:
-    code, checks = doctor(FOUNDRY_GATEWAY_PORT=str(free_port()))
+def test_a_stopped_embedded_service_router_and_stack_are_failures() -> None:
+    code, checks = doctor(
+        FOUNDRY_GATEWAY_PORT=str(free_port()), ROUTER_PORT=str(free_port()), COMPOSE_PROFILES="embedded"
+    )
     assert code == 1
     assert checks["embedded Foundry Local"]["mark"] == "FAIL"
     assert "docker compose up" in checks["embedded Foundry Local"]["fix"]
+    assert checks["router"]["mark"] == "FAIL"
+    assert "no answer" in checks["router"]["detail"]
+    assert "docker compose up -d --wait router" in checks["router"]["fix"]
     assert checks["containers"]["mark"] == "FAIL"
+
+
+def test_the_embedded_service_turned_off_is_only_a_warning() -> None:
+    _, checks = doctor(FOUNDRY_GATEWAY_PORT=str(free_port()), COMPOSE_PROFILES="grafana")
+    check = checks["embedded Foundry Local"]
+    assert check["mark"] == "warn"
+    assert "COMPOSE_PROFILES" in check["detail"]
 
 
 def test_an_absent_host_foundry_local_is_only_a_warning() -> None:
@@ -61,3 +76,61 @@ def test_the_host_foundry_local_is_found_through_its_openai_api(gateway: Gateway
     # The embedded service speaks the SDK web service's shape, as a Linux host's Foundry Local would.
     _, checks = doctor(FOUNDRY_LOCAL_PORT=gateway.url.rsplit(":", 1)[1])
     assert checks["host Foundry Local"]["mark"] == "ok"
+
+
+def router_port(router: RouterProcess) -> str:
+    return router.url.rsplit(":", 1)[1]
+
+
+def test_the_router_is_reported_with_its_upstreams_models_and_warnings(gateway: GatewayProcess, tmp_path: Path) -> None:
+    model = gateway.healthz().json()["model"]
+    absent = f"127.0.0.1:{free_port()}"
+    # Said to be published beyond loopback, without keys (it listens on 127.0.0.1 all the same).
+    router = start_router(tmp_path, [f"{gateway.url}/v1", f"http://{absent}/v1"], ROUTER_PUBLISHED_ADDRESS="0.0.0.0")
+    try:
+        router.wait_ready(model=model)
+        _, checks = doctor(ROUTER_PORT=router_port(router))
+    finally:
+        router.stop()
+    assert checks["router"]["mark"] == "ok"
+    assert model in checks["router"]["detail"] and "1 of 2 upstreams up" in checks["router"]["detail"]
+    served = checks[f"upstream {gateway.url.removeprefix('http://')}"]
+    assert served["mark"] == "ok" and model in served["detail"]
+    # An upstream that is down is reported with the router's reason, as a warning: another one serves.
+    assert checks[f"upstream {absent}"]["mark"] == "warn"
+    assert "down" in checks[f"upstream {absent}"]["detail"]
+    assert checks["router warning"]["mark"] == "warn"
+    assert "without API keys" in checks["router warning"]["detail"]
+    assert "ROUTER_API_KEY" in checks["router warning"]["fix"]
+    assert checks["router /v1/models"]["mark"] == "ok" and model in checks["router /v1/models"]["detail"]
+
+
+def test_a_router_without_a_model_is_a_failure_that_says_why(tmp_path: Path) -> None:
+    absent = f"127.0.0.1:{free_port()}"
+    router = start_router(tmp_path, [f"http://{absent}/v1"])
+    try:
+        router.wait_healthy()
+        code, checks = doctor(ROUTER_PORT=router_port(router))
+    finally:
+        router.stop()
+    assert code == 1
+    assert checks["router"]["mark"] == "FAIL"
+    assert "not ready" in checks["router"]["detail"]
+    assert "foundry model run" in checks["router"]["fix"]
+    assert checks[f"upstream {absent}"]["mark"] == "warn"
+    assert "router warning" not in checks, "published on 127.0.0.1: nothing to warn about"
+
+
+def test_a_router_that_refuses_the_clients_key_is_a_failure(gateway: GatewayProcess, tmp_path: Path) -> None:
+    router = start_router(tmp_path, [f"{gateway.url}/v1"], ROUTER_API_KEYS="right-key,other-key")
+    try:
+        router.wait_ready()
+        code, refused = doctor(ROUTER_PORT=router_port(router), ROUTER_API_KEY="wrong-key")
+        _, accepted = doctor(ROUTER_PORT=router_port(router), ROUTER_API_KEY="other-key")
+    finally:
+        router.stop()
+    assert code == 1
+    assert refused["router /v1/models"]["mark"] == "FAIL"
+    assert "ROUTER_API_KEYS" in refused["router /v1/models"]["fix"]
+    assert accepted["router /v1/models"]["mark"] == "ok"
+    assert "router warning" not in accepted

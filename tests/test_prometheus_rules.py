@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.support.process import REPO
 
 pytestmark = pytest.mark.integration
 
 PROMETHEUS = REPO / "prometheus"
+# The chat service's upstream metrics, now the router's (router_upstream_up, router_failovers_total ...).
+REMOVED = ("chat_upstream_up", "chat_upstream_models", "chat_upstream_failovers_total")
+
+
+def rules() -> list[dict]:
+    return [
+        rule
+        for path in sorted((PROMETHEUS / "rules").glob("*.yml"))
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+    ]
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -36,12 +51,12 @@ def test_rule_unit_tests_pass() -> None:
 
 
 def test_every_alert_tells_the_operator_what_to_do() -> None:
-    import yaml
-
-    groups = yaml.safe_load((PROMETHEUS / "rules" / "foundry-stack.rules.yml").read_text())["groups"]
-    alerts = [rule for group in groups for rule in group["rules"] if "alert" in rule]
+    alerts = [rule for rule in rules() if "alert" in rule]
     assert {a["alert"] for a in alerts} >= {
         "FoundryLocalUpstreamDown",
+        "FoundryLocalNoLocalUpstream",
+        "RouterQueueSaturated",
+        "RouterRejectionRatioHigh",
         "ChatErrorRatioHigh",
         "ChatTimeToFirstTokenHigh",
         "ScrapeTargetDown",
@@ -54,4 +69,34 @@ def test_every_alert_tells_the_operator_what_to_do() -> None:
 
 def test_prometheus_config_is_valid() -> None:
     result = promtool("check", "config", "prometheus.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rules_tell_the_router_and_the_gateway_apart() -> None:
+    """Both export gen_ai_server_*: every rule over them selects the job; no rule uses the removed metrics."""
+    for rule in rules():
+        name = rule.get("record") or rule["alert"]
+        for selector in re.findall(r"(?<![\w:])gen_ai_server_\w+(?![\w:])(?:\{[^}]*\})?", rule["expr"]):
+            assert re.search(r'job="(router|foundry-local)"', selector), f"{name}: {selector}"
+        assert not any(metric in rule["expr"] for metric in REMOVED), name
+    upstream_alerts = [r for r in rules() if r.get("alert", "").startswith("FoundryLocal")]
+    assert upstream_alerts
+    assert all("router_upstream_up" in r["expr"] for r in upstream_alerts)
+
+
+def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
+    """Each panel's query, variables filled in as Grafana does, parsed by promtool as a recording rule."""
+    values = {"$model": ".*", "$upstream": ".*", "$__rate_interval": "1m"}
+    checked = []
+    for path in sorted((REPO / "grafana" / "dashboards").glob("*.json")):
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel["targets"]:
+                expr = target["expr"]
+                for variable, value in values.items():
+                    expr = expr.replace(variable, value)
+                checked.append({"record": f"dashboard:query_{len(checked)}", "expr": expr})
+    assert checked
+    rule_file = tmp_path / "dashboards.rules.yml"
+    rule_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": checked}]}))
+    result = promtool("check", "rules", str(rule_file))
     assert result.returncode == 0, result.stdout + result.stderr

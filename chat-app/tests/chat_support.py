@@ -1,4 +1,4 @@
-"""The chat service as a real local process, and a Socket.IO client that speaks Chainlit's protocol.
+"""The chat service (behind it, a router) as real local processes, and a Socket.IO client for Chainlit.
 
 Chainlit 2.x protocol (chainlit/socket.py and its web client): connect to `/ws/socket.io` with
 `auth={sessionId, clientType, threadId, userEnv, chatProfile}`, emit `connection_successful` (which runs
@@ -12,21 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import re
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import socketio
-from paced_upstream import PACED_MODEL
 
 from tests.support.chat import ChatProcess, start_chat
-from tests.support.process import free_port, wait_until
+from tests.support.paced import PACED_MODEL, PacedUpstream, start_paced_upstream
 
 __all__ = [
     "PACED_MODEL",
@@ -42,48 +38,6 @@ __all__ = [
 
 ANSWER_TIMEOUT = 60
 STREAM_EVENTS = {"stream_start", "stream_token"}
-
-
-@dataclass
-class PacedUpstream:
-    proc: subprocess.Popen
-    url: str  # the OpenAI base URL (…/v1)
-
-    def stats(self) -> dict:
-        return httpx.get(f"{self.url.removesuffix('/v1')}/stats", timeout=5).json()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
-def start_paced_upstream(
-    first_token_ms: float = 20,
-    token_interval_ms: float = 10,
-    fail_status: int = 0,
-    break_after: int = 0,
-    downloading: float | None = None,
-) -> PacedUpstream:
-    port = free_port()
-    args = [
-        sys.executable, str(Path(__file__).with_name("paced_upstream.py")), str(port),
-        "--first-token-ms", str(first_token_ms), "--token-interval-ms", str(token_interval_ms),
-        "--fail-status", str(fail_status), "--break-after", str(break_after),
-    ]  # fmt: skip
-    if downloading is not None:
-        args += ["--downloading", str(downloading)]
-    upstream = PacedUpstream(subprocess.Popen(args), f"http://127.0.0.1:{port}/v1")
-
-    def up() -> bool:
-        if upstream.proc.poll() is not None:
-            raise RuntimeError(f"the paced upstream exited with {upstream.proc.returncode}")
-        try:
-            return httpx.get(f"{upstream.url}/models", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, 30, "the paced upstream")
-    return upstream
 
 
 @dataclass

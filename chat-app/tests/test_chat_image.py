@@ -1,8 +1,8 @@
 """The chat service's image, built from the local base and run by the real Docker engine.
 
-The container finds "the host's Foundry Local" the way it does on a laptop: through host.docker.internal
-and FOUNDRY_LOCAL_PORT (default upstream list). Here the host's service is the embedded gateway with the
-tiny model, as a local process listening on an address the Docker bridge reaches.
+The container's one upstream is the router (ROUTER_URL). Here the router is a local process listening on an
+address the Docker bridge reaches, reached through host.docker.internal as a router on the host would be, in
+front of the embedded gateway with the tiny model.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from chat_support import ChainlitClient
 
 from tests.support.docker import build_image, docker, health, inspect, published_port, require_docker, running_container
 from tests.support.process import GatewayProcess, start_gateway, wait_until
+from tests.support.router import RouterProcess, start_router
 
 pytestmark = pytest.mark.e2e
 
@@ -34,9 +35,7 @@ def image() -> str:
 @pytest.fixture(scope="module")
 def host_foundry(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     tmp = tmp_path_factory.mktemp("host-foundry")
-    service = start_gateway(
-        tmp / "data", tmp / "gateway.log", FOUNDRY_MODEL_PATH=str(tiny_model), GATEWAY_HOST="0.0.0.0"
-    )
+    service = start_gateway(tmp / "data", tmp / "gateway.log", FOUNDRY_MODEL_PATH=str(tiny_model))
     try:
         service.wait_for_state({"ready"})
         yield service
@@ -45,12 +44,22 @@ def host_foundry(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="module")
-def container(image: str, host_foundry: GatewayProcess) -> Iterator[tuple[str, float]]:
-    port = host_foundry.url.rsplit(":", 1)[1]
+def host_router(host_foundry: GatewayProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
+    router = start_router(tmp_path_factory.mktemp("host-router"), [f"{host_foundry.url}/v1"], ROUTER_HOST="0.0.0.0")
+    try:
+        router.wait_ready()
+        yield router
+    finally:
+        router.stop()
+
+
+@pytest.fixture(scope="module")
+def container(image: str, host_router: RouterProcess) -> Iterator[tuple[str, float]]:
+    port = host_router.url.rsplit(":", 1)[1]
     with running_container(
         "--publish", "127.0.0.1::8080",
         "--add-host", "host.docker.internal:host-gateway",
-        "--env", f"FOUNDRY_LOCAL_PORT={port}",
+        "--env", f"ROUTER_URL=http://host.docker.internal:{port}/v1",
         image,
     ) as container:  # fmt: skip
         yield container
@@ -69,7 +78,7 @@ def test_container_is_healthy_and_runs_as_a_non_root_user(container: tuple[str, 
     assert inspect(name)["Config"]["User"] not in {"", "0", "root"}
 
 
-def test_finds_the_hosts_foundry_local_and_chats(container: tuple[str, float], host_foundry: GatewayProcess) -> None:
+def test_chats_through_the_router(container: tuple[str, float], host_foundry: GatewayProcess) -> None:
     name, _ = container
     url = f"http://127.0.0.1:{published_port(name, 8080)}"
 
@@ -77,9 +86,10 @@ def test_finds_the_hosts_foundry_local_and_chats(container: tuple[str, float], h
         return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
 
     wait_until(ready, 20, "/readyz 200 in the container")
-    upstreams = httpx.get(f"{url}/readyz", timeout=5).json()["upstreams"]
-    assert [u["state"] for u in upstreams] == ["up", "down"]  # the host's service, then the (absent) embedded one
-    assert upstreams[0]["name"].startswith("host.docker.internal:")
+    body = httpx.get(f"{url}/readyz", timeout=5).json()
+    assert body["router"].startswith("http://host.docker.internal:")
+    upstream = host_foundry.url.removeprefix("http://")
+    assert [(u["name"], u["state"]) for u in body["upstreams"]] == [(upstream, "up")]
 
     async def scenario():
         client = ChainlitClient(url)
@@ -91,13 +101,13 @@ def test_finds_the_hosts_foundry_local_and_chats(container: tuple[str, float], h
 
     reply = asyncio.run(scenario())
     assert reply.streamed_text
-    assert "on host.docker.internal:" in reply.final_text()
+    assert f"on {upstream} (local)" in reply.final_text()
 
 
 def test_logs_are_json_lines(container: tuple[str, float]) -> None:
     name, _ = container
     lines = [line for line in docker("logs", name).stdout.splitlines() if line.startswith("{")]
-    assert any(json.loads(line).get("event") == "upstream_state" for line in lines)
+    assert any(json.loads(line).get("event") == "router_state" for line in lines)
     assert "Traceback" not in docker("logs", name).stdout
 
 

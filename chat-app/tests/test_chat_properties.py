@@ -19,7 +19,7 @@ from foundry_chat.choices import check_choices
 from foundry_chat.inputs import check_input
 from foundry_chat.settings import Settings
 
-NO_MODEL = "(none loaded)"  # what the panel offers when no model is loaded (foundry_chat.ui)
+NO_MODEL = "(none loaded)"  # what the panel offers when no model is loaded (foundry_chat.views)
 LOADED = "<the loaded model>"  # replaced by the gateway's model in the integration property
 LABELS = {"model": "Model", "temperature": "Temperature", "max_tokens": "Max answer tokens"}
 LABELS["system_prompt"] = "System prompt"

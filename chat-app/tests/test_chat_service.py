@@ -1,4 +1,5 @@
-"""The chat service against the real embedded runtime (tiny model), driven over Chainlit's Socket.IO protocol.
+"""The chat service, through the router, against the real embedded runtime (tiny model), driven over Chainlit's
+Socket.IO protocol.
 
 The tiny model writes gibberish: the assertions are about structure (streamed tokens, usage, routing), never
 about what the answer says.
@@ -24,6 +25,10 @@ def prompts_of(chat: ChatProcess, session_id: str) -> list[list[dict]]:
     return [e["messages"] for e in events if e.get("event") == "prompt" and e.get("session_id") == session_id]
 
 
+def upstream_of(chat: ChatProcess) -> str:
+    return chat.get("/readyz").json()["upstreams"][0]["name"]
+
+
 def test_page_and_operational_routes(chat: ChatProcess, gateway: GatewayProcess) -> None:
     page = chat.get("/")
     assert page.status_code == 200 and "<title>Foundry Local Chat</title>" in page.text
@@ -31,12 +36,15 @@ def test_page_and_operational_routes(chat: ChatProcess, gateway: GatewayProcess)
     ready = chat.get("/readyz")
     assert ready.status_code == 200
     body = ready.json()
-    (upstream,) = body["upstreams"]
+    assert chat.router is not None
+    assert body["router"] == chat.router.base_url
+    (upstream,) = body["upstreams"]  # as the router reports it
     assert upstream["state"] == "up"
     assert upstream["shape"] == "foundry-embedded"
     assert upstream["models"] == gateway.healthz().json()["models"]
     assert body["models"] == upstream["models"]
     assert "gen_ai_client_operation_duration_seconds" in chat.get("/metrics").text
+    assert chat.metric("chat_router_up") == 1
 
 
 def test_two_sessions_stream_answers_and_keep_their_own_history(chat: ChatProcess, gateway: GatewayProcess) -> None:
@@ -86,8 +94,9 @@ def test_metrics_count_time_to_first_chunk_and_usage(chat: ChatProcess) -> None:
     metrics = chat.get("/metrics").text
     assert 'gen_ai_token_type="input"' in metrics and 'gen_ai_token_type="output"' in metrics
     assert 'gen_ai_provider_name="foundry_local"' in metrics
+    # The upstream the router chose (its X-Foundry-Upstream), not the router.
+    assert f'server_address="{upstream_of(chat)}"' in metrics
     assert chat.metric("chat_messages_total") >= 1
-    assert chat.metric("chat_upstream_up") == 1
 
 
 def test_bad_input_never_reaches_the_upstream(chat: ChatProcess) -> None:
@@ -152,16 +161,20 @@ def test_logs_are_json_with_a_request_id_per_message(chat: ChatProcess) -> None:
     assert all(e.get("request_id") and e.get("session_id") for e in answers)
     assert len({e["request_id"] for e in answers}) == len(answers)
     assert "Traceback" not in chat.log()
+    # The same id in the router's log (X-Request-Id), and from there in the upstream's.
+    assert chat.router is not None
+    routed = {e.get("request_id") for e in log_events(chat.router.log_path) if e.get("event") == "chat_completion"}
+    assert {e["request_id"] for e in answers} <= routed
 
 
 def test_bad_configuration_stops_the_service_with_a_clear_message() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "foundry_chat"],
-        env={"FOUNDRY_LOCAL_URLS": "foundry-local:5273", "PATH": "/usr/bin:/bin"},
+        env={"ROUTER_URL": "router:4000", "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 2
-    assert "FOUNDRY_LOCAL_URLS='foundry-local:5273'" in result.stderr
+    assert "ROUTER_URL='router:4000'" in result.stderr
     assert "Traceback" not in result.stderr

@@ -1,18 +1,17 @@
-"""Configuration: defaults, the course's variables, and bad values that stop the service at start."""
+"""Configuration: defaults, the router it talks to, and bad values that stop the service at start."""
 
 from __future__ import annotations
 
 import pytest
 
-from foundry_chat.service import upstreams_from
 from foundry_chat.settings import Settings, load_settings
 
 pytestmark = pytest.mark.unit
 
 VARIABLES = [
-    *("FOUNDRY_LOCAL_URLS", "FOUNDRY_LOCAL_PORT", "FOUNDRY_LOCAL_API_KEYS", "BASE_URL", "API_KEY", "MODEL"),
-    *("CLOUD_BASE_URL", "CLOUD_API_KEY", "CLOUD_MODEL", "CLOUD_PROMPT_TOKENS", "PROFILE_ROUTES", "CHAT_PORT"),
-    *("TEMPERATURE", "LOG_LEVEL", "MAX_INPUT_CHARS", "CHAT_USERNAME", "CHAT_PASSWORD", "CHAINLIT_AUTH_SECRET"),
+    *("ROUTER_URL", "ROUTER_API_KEY", "ROUTER_POLL_SECONDS", "MODEL", "PROFILE_ROUTES", "CHAT_PORT", "TEMPERATURE"),
+    *("LOG_LEVEL", "MAX_INPUT_CHARS", "CHAT_USERNAME", "CHAT_PASSWORD", "CHAINLIT_AUTH_SECRET"),
+    *("FOUNDRY_LOCAL_URLS", "FOUNDRY_LOCAL_API_KEYS", "CLOUD_BASE_URL", "CLOUD_MODEL", "BASE_URL", "API_KEY"),
 ]
 
 
@@ -22,39 +21,42 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def test_defaults_are_the_host_service_then_the_embedded_one() -> None:
-    assert Settings().upstream_urls == ["http://host.docker.internal:51211/v1", "http://foundry-local:5273/v1"]
+def test_the_default_upstream_is_the_router_service() -> None:
+    settings = Settings()
+    assert settings.router_url == "http://router:4000/v1"
+    assert settings.router_api_key.get_secret_value() == "not-needed"
+    assert settings.router_poll_seconds == 2
+    assert settings.profile_routes == {"general": "auto", "code": "local"}
 
 
-def test_host_port_follows_foundry_local_port(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FOUNDRY_LOCAL_PORT", "5000")
-    assert Settings().upstream_urls[0] == "http://host.docker.internal:5000/v1"
-
-
-def test_course_variables_keep_working(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BASE_URL", "http://localhost:5272/v1/")
-    monkeypatch.setenv("API_KEY", "course-key")
+def test_router_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROUTER_URL", "http://127.0.0.1:4000/v1/")
+    monkeypatch.setenv("ROUTER_API_KEY", "router-key")
+    monkeypatch.setenv("ROUTER_POLL_SECONDS", "0.5")
     monkeypatch.setenv("MODEL", "phi-4-mini")
     settings = Settings()
-    assert settings.upstream_urls[0] == "http://localhost:5272/v1"
+    assert settings.router_url == "http://127.0.0.1:4000/v1"
+    assert settings.router_api_key.get_secret_value() == "router-key"
+    assert "router-key" not in repr(settings)
+    assert settings.router_poll_seconds == 0.5
     assert settings.model == "phi-4-mini"
-    assert upstreams_from(settings)[0].api_key == "course-key"
 
 
-def test_keys_follow_urls_by_position(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FOUNDRY_LOCAL_URLS", "http://a:1/v1, http://b:2/v1")
-    monkeypatch.setenv("FOUNDRY_LOCAL_API_KEYS", "ka,")
-    upstreams = upstreams_from(Settings())
-    assert [(u.name, u.api_key) for u in upstreams] == [("a:1", "ka"), ("b:2", "not-needed")]
+def test_empty_values_from_compose_mean_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ROUTER_URL", "ROUTER_API_KEY", "MODEL"):
+        monkeypatch.setenv(name, "")
+    settings = Settings()
+    assert settings.router_url == "http://router:4000/v1"
+    assert settings.router_api_key.get_secret_value() == "not-needed"
+    assert settings.model is None
 
 
-def test_cloud_upstream_goes_last(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FOUNDRY_LOCAL_URLS", "http://a:1/v1")
+def test_the_routers_own_variables_are_not_the_chats(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One .env serves the whole stack: the chat ignores upstream and cloud settings, even invalid ones.
+    monkeypatch.setenv("FOUNDRY_LOCAL_URLS", "foundry-local:5273")
     monkeypatch.setenv("CLOUD_BASE_URL", "https://api.cloud.test/v1")
-    monkeypatch.setenv("CLOUD_API_KEY", "secret")
-    monkeypatch.setenv("CLOUD_MODEL", "big")
-    cloud = upstreams_from(Settings())[-1]
-    assert (cloud.cloud, cloud.fixed_model, cloud.api_key) == (True, "big", "secret")
+    settings = Settings()
+    assert not hasattr(settings, "foundry_local_urls") and not hasattr(settings, "cloud_base_url")
 
 
 def test_profile_routes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,15 +67,15 @@ def test_profile_routes(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("variable", "value", "expected"),
     [
-        ("FOUNDRY_LOCAL_URLS", "foundry-local:5273", "FOUNDRY_LOCAL_URLS='foundry-local:5273'"),
-        ("FOUNDRY_LOCAL_URLS", "http://a:1/v1,ftp://b/v1", "not an http(s) URL"),
-        ("BASE_URL", "http://host:port/v1", "invalid port"),
+        ("ROUTER_URL", "router:4000", "ROUTER_URL='router:4000'"),
+        ("ROUTER_URL", "ftp://router/v1", "not an http(s) URL"),
+        ("ROUTER_URL", "http://router:port/v1", "invalid port"),
+        ("ROUTER_POLL_SECONDS", "0", "ROUTER_POLL_SECONDS='0'"),
         ("PROFILE_ROUTES", "code=somewhere", "PROFILE_ROUTES"),
         ("PROFILE_ROUTES", "poetry=local", "unknown profile poetry"),
         ("TEMPERATURE", "hot", "TEMPERATURE='hot'"),
         ("LOG_LEVEL", "loud", "LOG_LEVEL='loud'"),
         ("CHAT_PORT", "70000", "CHAT_PORT='70000'"),
-        ("CLOUD_BASE_URL", "https://api.cloud.test/v1", "CLOUD_MODEL is required"),
         ("CHAT_PASSWORD", "short", "CHAT_PASSWORD=(hidden): must be at least 8 characters"),
         ("CHAINLIT_AUTH_SECRET", "too-short", "CHAINLIT_AUTH_SECRET=(hidden): must be at least 32 characters"),
     ],

@@ -1,8 +1,10 @@
 """Chat service overhead: 1, 8 and 32 concurrent sessions x 3 turns, through the chat service (Chainlit's
-Socket.IO protocol, as a browser speaks it) and directly to the same upstream (OpenAI streaming), in one run.
+Socket.IO protocol, as a browser speaks it, and from the chat through the router, as in the stack) and directly
+to the same upstream (OpenAI streaming), in one run: the "chat" path's overhead is the chat's and the router's.
 
-Two upstreams: the embedded Foundry Local runtime with the tiny model, and a paced upstream (in this file)
-that emits tokens at a fixed rate, so that what remains is our overhead rather than the model's noise.
+Two upstreams: the embedded Foundry Local runtime with the tiny model, and a paced upstream
+(tests/support/paced_upstream.py) that emits tokens at a fixed rate, so that what remains is our overhead rather
+than the model's noise.
 
 Columns: tok/s is one stream's decode rate as its reader sees it (mean over answers); "all tok/s" is every
 session's tokens over the run's wall time. With the tiny model (thousands of tokens a second) the first is
@@ -28,8 +30,10 @@ import openai
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO), str(REPO / "chat-app" / "tests")]
-from chat_support import PACED_MODEL, ChainlitClient, ChatProcess, start_chat, start_paced_upstream  # noqa: E402
+from chat_support import ChainlitClient  # noqa: E402
 
+from tests.support.chat import ChatProcess, start_chat  # noqa: E402
+from tests.support.paced import PACED_MODEL, start_paced_upstream  # noqa: E402
 from tests.support.process import start_gateway, tiny_model_dir  # noqa: E402
 
 SYSTEM_PROMPT = "You are a helpful assistant. Answer concisely."
@@ -183,13 +187,10 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--first-token-ms", type=float, default=20.0, help="the paced upstream's time to first token")
     parser.add_argument("--token-interval-ms", type=float, default=10.0, help="the paced upstream's token interval")
-    parser.add_argument(
-        "--paced-upstream", nargs=3, metavar=("PORT", "FIRST_MS", "INTERVAL_MS"), help=argparse.SUPPRESS
-    )
     parser.add_argument("--paced-only", action="store_true", help="skip the embedded runtime")
     args = parser.parse_args()
     counts = [int(n) for n in args.sessions.split(",")]
-    print(f"chat benchmark: sessions {counts}; the chat service and the upstreams run as local processes")
+    print(f"chat benchmark: sessions {counts}; the chat service, its router and the upstreams run as local processes")
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -217,6 +218,8 @@ def main() -> None:
             print(
                 f"\nchat service RSS: idle after start {idle:.0f} MB, after the runs {rss_mb(chats[0].proc.pid):.0f} MB"
             )
+            if chats[0].router is not None:
+                print(f"router RSS after the runs: {rss_mb(chats[0].router.proc.pid):.0f} MB")
         finally:
             for chat in chats:
                 chat.stop()

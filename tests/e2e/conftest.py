@@ -12,7 +12,7 @@ import pytest
 
 from tests.e2e.stack import ADMIN, EMBEDDED_MODEL, HOST_MODEL, Stack, compose, write_timings
 from tests.support.docker import docker, require_docker
-from tests.support.process import REPO, GatewayProcess, start_gateway
+from tests.support.process import REPO, GatewayProcess, free_port, start_gateway
 
 # The chat service's Socket.IO client (Chainlit's protocol) lives beside the chat service's own tests.
 CHAT_TESTS = REPO / "chat-app" / "tests"
@@ -69,14 +69,28 @@ def host_foundry(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         service.stop()
 
 
+@pytest.fixture(scope="package")
+def twin_port() -> int:
+    """Where a second host Foundry Local, serving the embedded model's id, answers while a test runs it
+    (test_stack.py): the router knows it from the start, as an upstream that is down until then."""
+    return free_port()
+
+
 # One stack for every e2e module (Open WebUI alone takes 30-60 s to start); each test leaves it healthy.
 @pytest.fixture(scope="package")
-def stack(offline_images: float, host_foundry: GatewayProcess, tiny_model: Path, artifacts: Path) -> Iterator[Stack]:
+def stack(
+    offline_images: float, host_foundry: GatewayProcess, twin_port: int, tiny_model: Path, artifacts: Path
+) -> Iterator[Stack]:
     port = host_foundry.url.rsplit(":", 1)[1]
     stack = Stack.create(
         f"fs-e2e-{uuid.uuid4().hex[:8]}",
         TINY_MODEL_DIR=str(tiny_model),
         FOUNDRY_LOCAL_PORT=port,
+        # The default list (the host's Foundry Local, then the embedded service), and the host twin.
+        FOUNDRY_LOCAL_URLS=(
+            f"http://host.docker.internal:{port}/v1,http://foundry-local:5273/v1,"
+            f"http://host.docker.internal:{twin_port}/v1"
+        ),
         # The chat service picks the embedded model first; the host's is chosen in the chat settings.
         MODEL=EMBEDDED_MODEL,
         MAX_TOKENS="24",

@@ -21,6 +21,7 @@ from tests.support.process import REPO, free_port, metric_sum, wait_until
 COMPOSE_FILES = ("compose.yaml", "compose.offline.yaml")
 # Published port variable of each service (compose.yaml) and the service's own name.
 PORT_VARIABLES = {
+    "router": "ROUTER_PORT",
     "chat-app": "CHAT_APP_PORT",
     "open-webui": "OPEN_WEBUI_PORT",
     "webgpu-static": "WEBGPU_STATIC_PORT",
@@ -32,7 +33,15 @@ EMBEDDED_MODEL = "tiny-chat-generic-cpu:1"
 HOST_MODEL = "tiny-host-generic-cpu:1"
 # The first account signed up on Open WebUI (it becomes the admin).
 ADMIN = {"name": "Admin", "email": "admin@example.test", "password": "correct horse battery staple"}
-OFFLINE_SERVICES = {"foundry-local", "chat-app", "open-webui", "webgpu-static", "prometheus", "blackbox-exporter"}
+OFFLINE_SERVICES = {
+    "foundry-local",
+    "router",
+    "chat-app",
+    "open-webui",
+    "webgpu-static",
+    "prometheus",
+    "blackbox-exporter",
+}
 
 
 def compose(
@@ -133,6 +142,10 @@ class Stack:
             return response.status_code == 200 and (model is None or model in response.json()["models"])
 
         wait_until(ready, timeout, f"the chat service ready with {model or 'a model'}", interval=0.5)
+
+    def router_metric(self, name: str, **labels: str) -> float:
+        """The router's metric, summed over the samples with these labels."""
+        return metric_sum(httpx.get(f"{self.url('router')}/metrics", timeout=5).text, name, **labels)
 
     def chat_metric(self, name: str, **labels: str) -> float:
         """The chat service's metric, summed over the samples with these labels."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -9,6 +10,9 @@ import subprocess
 
 import pytest
 
+from foundry_chat.settings import Settings as ChatSettings
+from foundry_router.settings import Settings as RouterSettings
+from foundry_router.settings import default_upstream_urls
 from tests.e2e.stack import OFFLINE_SERVICES
 from tests.support.process import REPO
 
@@ -17,6 +21,7 @@ pytestmark = pytest.mark.e2e
 PROFILES = ["", "embedded", "grafana", "embedded,grafana"]
 ALL_SERVICES = {
     "foundry-local",
+    "router",
     "chat-app",
     "open-webui",
     "webgpu-static",
@@ -26,19 +31,31 @@ ALL_SERVICES = {
 }
 # Services whose image writes into its own files at start (documented in compose.yaml).
 WRITABLE_ROOT = {"open-webui", "grafana"}
+# Who reaches the host's Foundry Local: the router (its upstream) and the blackbox exporter (Prometheus' probe).
+HOST_GATEWAY = {"router", "blackbox-exporter"}
+ROUTER_URL = "http://router:4000/v1"
+# The router's settings Compose fills in itself; every other variable it lists is passed through as set.
+ROUTER_SET_BY_COMPOSE = {"ROUTER_API_KEYS", "ROUTER_PUBLISHED_ADDRESS"}
+# What of this process's environment `docker compose` may see: what it needs to find the engine and its plugin.
+# Nothing else, so that a variable exported in the shell running the tests cannot change what is rendered.
+KEPT_ENVIRONMENT = {"PATH", "HOME", "USER", "LANG", "TMPDIR", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME"}
 
 
-def rendered(profiles: str, offline: bool) -> dict:
+def rendered(profiles: str, offline: bool, **env: str) -> dict:
+    """The configuration as Compose renders it with the committed .env, these profiles and these variables."""
+    return json.loads(render(profiles, offline, tuple(sorted(env.items()))))
+
+
+@functools.cache
+def render(profiles: str, offline: bool, env: tuple[tuple[str, str], ...]) -> str:
     files = ["compose.yaml", "compose.offline.yaml"] if offline else ["compose.yaml"]
     args = [arg for name in files for arg in ("--file", str(REPO / name))]
-    # The committed .env applies, as for a user; the profiles are the test's.
-    result = compose_raw(*args, "config", "--format", "json", profiles=profiles)
-    return json.loads(result)
+    return compose_raw(*args, "config", "--format", "json", profiles=profiles, **dict(env))
 
 
-def compose_raw(*args: str, profiles: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_") and k != "TINY_MODEL_DIR"}
-    env["COMPOSE_PROFILES"] = profiles
+def compose_raw(*args: str, profiles: str, **variables: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k in KEPT_ENVIRONMENT or k.startswith("DOCKER_")}
+    env |= {"COMPOSE_PROFILES": profiles, **variables}
     result = subprocess.run(["docker", "compose", *args], capture_output=True, text=True, timeout=60, cwd=REPO, env=env)
     assert result.returncode == 0, result.stderr
     assert "WARN" not in result.stderr, result.stderr
@@ -49,7 +66,7 @@ def compose_raw(*args: str, profiles: str) -> str:
 @pytest.mark.parametrize("profiles", PROFILES, ids=lambda p: p or "no-profile")
 def test_config_is_valid_for_every_profile(profiles: str, offline: bool) -> None:
     services = set(rendered(profiles, offline)["services"])
-    expected = {"chat-app", "open-webui", "webgpu-static", "prometheus", "blackbox-exporter"}
+    expected = {"router", "chat-app", "open-webui", "webgpu-static", "prometheus", "blackbox-exporter"}
     if "embedded" in profiles:
         expected.add("foundry-local")
     if "grafana" in profiles and not offline:
@@ -76,22 +93,59 @@ def test_every_service_is_hardened(offline: bool) -> None:
             assert dependency["condition"] == "service_healthy", name
 
 
-def test_host_gateway_where_the_host_foundry_local_is_reached() -> None:
+@pytest.mark.parametrize("offline", [False, True], ids=["online", "offline"])
+def test_the_router_is_hardened_and_published_on_loopback(offline: bool) -> None:
+    router = rendered("", offline)["services"]["router"]
+    assert router["read_only"] is True
+    assert router["cap_drop"] == ["ALL"] and not router.get("cap_add")
+    assert router["user"] == "10001:10001"
+    assert "no-new-privileges:true" in router["security_opt"]
+    assert 0 < int(router["mem_limit"]) <= 512 * 2**20, "a proxy: a small memory limit"
+    assert [t.split(":")[0] for t in router["tmpfs"]] == ["/tmp"], "nothing else written"  # noqa: S108
+    assert [(p["host_ip"], p["published"], p["target"]) for p in router["ports"]] == [("127.0.0.1", "4000", 4000)]
+    assert "foundry_common.healthcheck" in " ".join(router["healthcheck"]["test"])
+    # The embedded service is waited for when its profile is on, and not needed when it is off.
+    assert router["depends_on"] == {"foundry-local": {"condition": "service_healthy", "required": False}}
+    base = "foundry-stack/python:3.11-slim" if offline else "python:3.11-slim"
+    assert router["build"]["args"]["BASE_IMAGE"] == base
+    assert router["build"]["dockerfile"] == "router/Dockerfile" and router["build"]["context"] == str(REPO)
+
+
+def test_host_gateway_only_where_the_host_foundry_local_is_reached() -> None:
     services = rendered("embedded", offline=False)["services"]
-    for name in ("chat-app", "open-webui"):
-        assert "host.docker.internal=host-gateway" in services[name]["extra_hosts"] or services[name][
-            "extra_hosts"
-        ] == {"host.docker.internal": "host-gateway"}, name
-    assert "host.docker.internal" in services["chat-app"]["environment"]["FOUNDRY_LOCAL_URLS"]
-    assert "host.docker.internal" in services["open-webui"]["environment"]["OPENAI_API_BASE_URLS"]
+    with_host = {name for name, service in services.items() if service.get("extra_hosts")}
+    assert with_host == HOST_GATEWAY, "the chat service and Open WebUI reach models through the router only"
+    # Compose renders the entry as a list or a mapping, by version.
+    entry = (["host.docker.internal=host-gateway"], {"host.docker.internal": "host-gateway"})
+    for name in HOST_GATEWAY:
+        assert services[name]["extra_hosts"] in entry, name
+    # The router's default upstreams (its settings, not restated in Compose): the host's Foundry Local first, on
+    # FOUNDRY_LOCAL_PORT (the committed .env), then the embedded service.
+    router_env = services["router"]["environment"]
+    assert router_env["FOUNDRY_LOCAL_URLS"] is None
+    assert router_env["FOUNDRY_LOCAL_PORT"] == "51211"
+    assert default_upstream_urls()[0].startswith("http://host.docker.internal:")
 
 
-def test_offline_overlay_serves_the_tiny_model_read_only() -> None:
-    foundry = rendered("embedded", offline=True)["services"]["foundry-local"]
-    assert foundry["environment"]["FOUNDRY_MODEL_PATH"] == "/models/tiny-chat"
-    mount = next(v for v in foundry["volumes"] if v["target"] == "/models/tiny-chat")
-    assert mount["type"] == "bind" and mount["read_only"] is True
-    assert mount["source"] == str(REPO / ".cache" / "tiny-model")
+def test_the_chat_service_talks_to_the_router_only() -> None:
+    chat = rendered("embedded", offline=False)["services"]["chat-app"]
+    env = chat["environment"]
+    assert not {name for name in env if name.startswith(("FOUNDRY_LOCAL", "CLOUD_", "OPEN_WEBUI"))}, env
+    assert not {"BASE_URL", "API_KEY", "UPSTREAM_MAX_CONCURRENCY"} & set(env), env
+    # Its one upstream is the router service, by the default of its settings.
+    assert "ROUTER_URL" not in env
+    assert ChatSettings.model_fields["router_url"].default == ROUTER_URL
+    assert chat["depends_on"] == {"router": {"condition": "service_healthy", "required": True}}
+
+
+def test_open_webui_has_one_connection_the_router() -> None:
+    webui = rendered("embedded", offline=False)["services"]["open-webui"]
+    env = webui["environment"]
+    assert env["OPENAI_API_BASE_URLS"] == ROUTER_URL
+    assert env["OPENAI_API_KEYS"] == "not-needed", "an empty key would hide the connection's models"
+    assert webui["depends_on"] == {"router": {"condition": "service_healthy", "required": True}}
+    for name in ("compose.yaml", "compose.offline.yaml", ".env", "open-webui/settings.env"):
+        assert "OPEN_WEBUI_OPENAI_" not in (REPO / name).read_text(), f"{name}: one connection, no list to set"
 
 
 def test_open_webui_settings() -> None:
@@ -111,11 +165,62 @@ def test_open_webui_settings() -> None:
     assert env["WEBUI_SECRET_KEY_FILE"].startswith("/app/backend/data/"), "a generated key lives in the volume"
 
 
+def test_pass_through_variables_restate_no_default() -> None:
+    """Each default lives once, in the service's settings class: Compose passes unset variables as unset."""
+    services = rendered("embedded", offline=False)["services"]
+    chat, router = services["chat-app"]["environment"], services["router"]["environment"]
+    assert chat and all(value is None for value in chat.values()), chat
+    passed = {name: value for name, value in router.items() if name not in ROUTER_SET_BY_COMPOSE}
+    assert {name: value for name, value in passed.items() if value is not None} == {"FOUNDRY_LOCAL_PORT": "51211"}
+    # Prompts stay out of the logs unless asked for: the default is the settings', in both services.
+    assert chat["LOG_PROMPTS"] is None and router["LOG_PROMPTS"] is None
+    assert ChatSettings.model_fields["log_prompts"].default is False
+    assert RouterSettings.model_fields["log_prompts"].default is False
+    # Set in the shell (or .env), a variable reaches the services that read it.
+    given = rendered("embedded", offline=False, LOG_PROMPTS="true", MODEL="m", UPSTREAM_QUEUE_SIZE="3")["services"]
+    assert given["chat-app"]["environment"]["LOG_PROMPTS"] == "true"
+    assert given["router"]["environment"]["LOG_PROMPTS"] == "true"
+    assert given["chat-app"]["environment"]["MODEL"] == "m"
+    assert given["router"]["environment"]["UPSTREAM_QUEUE_SIZE"] == "3"
+
+
+def test_router_keys_take_the_clients_key() -> None:
+    def keys(**env: str) -> tuple[str, str, str]:
+        services = rendered("", offline=False, **env)["services"]
+        return (
+            services["router"]["environment"]["ROUTER_API_KEYS"],
+            services["chat-app"]["environment"]["ROUTER_API_KEY"],
+            services["open-webui"]["environment"]["OPENAI_API_KEYS"],
+        )
+
+    assert keys() == ("", None, "not-needed"), "no key by default: the router's /v1 is open on loopback"
+    assert keys(ROUTER_API_KEY="k1") == ("k1", "k1", "k1"), "the key both clients send is the router's key"
+    assert keys(ROUTER_API_KEY="k2", ROUTER_API_KEYS="k1,k2") == ("k1,k2", "k2", "k2"), "or one of its keys"
+
+
+def test_router_published_address_follows_bind_address() -> None:
+    router = rendered("", offline=False)["services"]["router"]
+    assert router["environment"]["ROUTER_PUBLISHED_ADDRESS"] == "127.0.0.1"
+    exposed = rendered("", offline=False, BIND_ADDRESS="0.0.0.0", ROUTER_PORT="4100")["services"]["router"]
+    assert exposed["environment"]["ROUTER_PUBLISHED_ADDRESS"] == "0.0.0.0", "so that it warns without keys"
+    assert [(p["host_ip"], p["published"]) for p in exposed["ports"]] == [("0.0.0.0", "4100")]
+
+
+def test_offline_overlay_serves_the_tiny_model_read_only() -> None:
+    foundry = rendered("embedded", offline=True)["services"]["foundry-local"]
+    assert foundry["environment"]["FOUNDRY_MODEL_PATH"] == "/models/tiny-chat"
+    mount = next(v for v in foundry["volumes"] if v["target"] == "/models/tiny-chat")
+    assert mount["type"] == "bind" and mount["read_only"] is True
+    assert mount["source"] == str(REPO / ".cache" / "tiny-model")
+
+
 def test_chat_login_is_off_and_no_secret_is_committed() -> None:
     env = rendered("embedded", offline=False)["services"]["chat-app"]["environment"]
-    assert env["CHAT_PASSWORD"] == "" and env["CHAINLIT_AUTH_SECRET"] == ""
-    assert env["CHAT_USERNAME"] == "admin"
-    assert env["LOG_PROMPTS"] == "false", "prompts are private unless asked for"
+    # Unset in Compose: the settings' defaults apply (login off, no secret, the user name `admin`).
+    assert env["CHAT_PASSWORD"] is None and env["CHAINLIT_AUTH_SECRET"] is None and env["CHAT_USERNAME"] is None
+    fields = ChatSettings.model_fields
+    assert fields["chat_password"].default is None and fields["chainlit_auth_secret"].default is None
+    assert fields["chat_username"].default == "admin"
 
 
 def test_committed_env_turns_the_embedded_service_on() -> None:
@@ -123,7 +228,8 @@ def test_committed_env_turns_the_embedded_service_on() -> None:
     values = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
     assert "embedded" in values["COMPOSE_PROFILES"].split(",")
     assert values["BIND_ADDRESS"] == "127.0.0.1"
-    assert not any("SECRET" in name or "PASSWORD" in name for name in values)
+    assert values["ROUTER_PORT"] == "4000"
+    assert not any("SECRET" in name or "PASSWORD" in name or "KEY" in name for name in values)
 
 
 def test_compose_spec_without_version_key() -> None:

@@ -1,10 +1,12 @@
 """Faults, injected with the real Docker engine into a running stack: what the user sees, what is kept, what the
 metrics record, and how the stack recovers.
 
-A stack of its own (the embedded Foundry Local and the chat service, no host Foundry Local, so that nothing can
-fail over around the fault) with a 5 s REQUEST_TIMEOUT_SECONDS. Answers that must still be streaming when the
-fault hits come from a CPU-throttled runtime (`docker update --cpus`) asked for many tokens; the fault is
-injected when the first token has arrived. Open WebUI's crash runs on the shared stack (it holds the accounts).
+A stack of its own (the embedded Foundry Local, the router and the chat service, no host Foundry Local, so that
+nothing can fail over around the fault) with a 5 s REQUEST_TIMEOUT_SECONDS. The router meets each fault first:
+it cuts a broken stream with an error event, or refuses with what failed; the chat shows its words. Answers
+that must still be streaming when the fault hits come from a CPU-throttled runtime (`docker update --cpus`)
+asked for many tokens; the fault is injected when the first token has arrived. Open WebUI's crash runs on the
+shared stack (it holds the accounts).
 """
 
 from __future__ import annotations
@@ -25,14 +27,14 @@ from tests.support.process import wait_until
 pytestmark = pytest.mark.e2e
 
 TIMEOUT_SECONDS = 5
-SERVICES = ("foundry-local", "chat-app")
+SERVICES = ("foundry-local", "router", "chat-app")
 # Nearly the tiny model's whole context (4096): seconds of streaming at a tenth of a CPU, while a fault that
 # runs a command in the throttled container (docker exec) takes about half a second.
 LONG_ANSWER = {"max_tokens": 3968}
 SLOW_CPUS = 0.1
-# The chat service's metrics of what happened to each message and each upstream request.
+# The chat service's metric of what happened to each message, and the router's of each upstream request.
 MESSAGES = "chat_messages_total"
-OPERATIONS = "gen_ai_client_operation_duration_seconds_count"
+OPERATIONS = "gen_ai_server_request_duration_seconds_count"
 
 
 @pytest.fixture(scope="module")
@@ -103,10 +105,12 @@ def assert_interrupted_and_kept(reply: Reply, why: str) -> None:
 
 def test_chat_starts_without_the_embedded_service_and_picks_it_up_when_it_starts(faults: Stack) -> None:
     faults.compose("stop", "foundry-local", check=False)
-    faults.compose("up", "--detach", "--wait", "--no-deps", "chat-app")
+    faults.compose("up", "--detach", "--wait", "--no-deps", "router", "chat-app")
     readyz = httpx.get(f"{faults.url('chat-app')}/readyz", timeout=5)
     assert readyz.status_code == 503
     assert "start Foundry Local" in readyz.json()["message"]
+    (upstream,) = readyz.json()["upstreams"]
+    assert upstream["state"] == "down" and "foundry-local does not resolve" in upstream["error"]
     before = faults.chat_metric(MESSAGES, outcome="failed")
 
     async def session() -> tuple[Reply, Reply, Reply]:
@@ -138,14 +142,14 @@ def test_docker_kill_mid_stream_keeps_the_partial_answer(faults: Stack) -> None:
     foundry = faults.container("foundry-local")
     before = (
         faults.chat_metric(MESSAGES, outcome="interrupted"),
-        faults.chat_metric(OPERATIONS, error_type="connection"),
+        faults.router_metric(OPERATIONS, error_type="connection"),
     )
     with throttled(foundry, SLOW_CPUS):
         reply = chat(faults, "Tell me a long story", settings=LONG_ANSWER, fault=lambda: docker("kill", foundry))
     assert_interrupted_and_kept(reply, "could not be reached or closed the connection")
     assert faults.chat_metric(MESSAGES, outcome="interrupted") == before[0] + 1
-    assert faults.chat_metric(OPERATIONS, error_type="connection") == before[1] + 1
-    assert httpx.get(f"{faults.url('chat-app')}/readyz", timeout=5).status_code == 503, "the upstream is marked down"
+    assert faults.router_metric(OPERATIONS, error_type="connection") == before[1] + 1
+    assert httpx.get(f"{faults.url('router')}/readyz", timeout=5).status_code == 503, "the upstream is marked down"
     # Docker never restarts a container an operator killed: `docker compose up -d` (README) brings it back.
     assert inspect(foundry)["State"]["Status"] == "exited"
     up(faults)
@@ -169,7 +173,7 @@ def test_crash_mid_stream_recovers_by_itself(faults: Stack) -> None:
 def test_network_disconnect_mid_stream_times_out_and_recovers(faults: Stack) -> None:
     up(faults)
     foundry = faults.container("foundry-local")
-    before = faults.chat_metric(OPERATIONS, error_type="timeout")
+    before = faults.router_metric(OPERATIONS, error_type="timeout")
 
     def disconnect() -> None:
         docker("network", "disconnect", faults.network, foundry)
@@ -181,7 +185,7 @@ def test_network_disconnect_mid_stream_times_out_and_recovers(faults: Stack) -> 
         docker("network", "connect", "--alias", "foundry-local", faults.network, foundry, check=False)
     # Nothing more arrives on the dead connection: the read timeout ends the answer, and says which setting.
     assert_interrupted_and_kept(reply, f"sent nothing for {TIMEOUT_SECONDS} s (REQUEST_TIMEOUT_SECONDS)")
-    assert faults.chat_metric(OPERATIONS, error_type="timeout") == before + 1
+    assert faults.router_metric(OPERATIONS, error_type="timeout") == before + 1
     assert_answers_again(faults, "Reconnected?")
 
 

@@ -1,6 +1,7 @@
 """Security of the running stack, checked on the containers themselves (test_compose_config.py checks the
 rendered configuration): where ports are published, how each container runs, what the images hold, what the
-model server exposes to its neighbours, and who may sign up to Open WebUI.
+model server exposes to its neighbours (the router first), what the router exposes, and who may sign up to Open
+WebUI.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import re
 
 import pytest
 
-from tests.e2e.stack import ADMIN, OFFLINE_SERVICES, Stack
+from tests.e2e.stack import ADMIN, EMBEDDED_MODEL, OFFLINE_SERVICES, Stack
 from tests.support.docker import docker, inspect
 
 pytestmark = pytest.mark.e2e
@@ -36,13 +37,17 @@ FIND_SECRET_FILES = (
     "\\( -name .env -o -name .webui_secret_key -o -name 'id_rsa*' -o -name 'id_ed25519*' -o -name '*.key' "
     "-o -name .netrc -o -name .pypirc -o -name .git-credentials \\) -type f -print"
 )
-# Run inside a neighbour of the model server: the status of each admin route, and whether each other port of
-# the model server's container can be connected to.
+# The containers that reach the model server: the router (its upstream) and, on the same network, the two chat
+# front ends (which have no reason to: they talk to the router).
+NEIGHBOURS = ("router", "chat-app", "open-webui")
+# Run inside a neighbour of the model server: the status of each admin route and of the OpenAI model list (which
+# must answer: the 404s are the gateway's, not a network that is down), and whether each other port of the model
+# server's container can be connected to.
 PROBE = """
 import json, socket, sys, urllib.error, urllib.request
 routes, ports = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 statuses = {}
-for method, path in routes:
+for method, path in [*routes, ("GET", "/v1/models")]:
     body = b"" if method == "POST" else None
     request = urllib.request.Request("http://foundry-local:5273" + path, method=method, data=body)
     try:
@@ -66,6 +71,13 @@ for line in pathlib.Path("/proc/net/tcp").read_text().splitlines()[1:]:
 """
 
 
+def listening_ports(container: str) -> dict[int, str]:
+    """The container's listening TCP ports and their addresses, as /proc/net/tcp writes them (little-endian hex:
+    00000000 is every interface, 127.x.y.z ends in 7F; Docker's DNS is 127.0.0.11)."""
+    listening = in_container(container, LISTENING).split()
+    return {int(address.split(":")[1], 16): address.split(":")[0] for address in listening}
+
+
 def containers(stack: Stack) -> dict[str, dict]:
     return {c["Service"]: inspect(c["ID"]) for c in stack.ps()}
 
@@ -81,12 +93,13 @@ def test_every_published_port_is_on_localhost(stack: Stack) -> None:
             for binding in bindings or []:
                 published[f"{service} {port}"] = binding["HostIp"]
     assert published, "the stack publishes its front ends"
+    assert published["router 4000/tcp"] == "127.0.0.1", "the one model endpoint stays on this machine"
     assert set(published.values()) == {"127.0.0.1"}, published
 
 
 def test_every_container_runs_unprivileged(stack: Stack) -> None:
     found = containers(stack)
-    assert set(found) == OFFLINE_SERVICES
+    assert set(found) == OFFLINE_SERVICES and "router" in found
     for service, info in found.items():
         config, host = info["Config"], info["HostConfig"]
         assert config["User"] and config["User"].split(":")[0] not in {"0", "root"}, service
@@ -100,8 +113,10 @@ def test_every_container_runs_unprivileged(stack: Stack) -> None:
 
 
 def test_no_secret_in_any_image_or_its_history(stack: Stack) -> None:
-    images = {info["Config"]["Image"] for info in containers(stack).values()}
-    for image in images:
+    found = containers(stack)
+    images = {info["Config"]["Image"] for info in found.values()}
+    assert found["router"]["Config"]["Image"] in images
+    for image in sorted(images):
         details = json.loads(docker("image", "inspect", image).stdout)[0]
         history = docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", image).stdout
         assignments = [*details["Config"]["Env"], *re.findall(r"\b(\w+=\S*)", history)]
@@ -116,18 +131,41 @@ def test_no_secret_in_any_image_or_its_history(stack: Stack) -> None:
 
 def test_model_server_admin_routes_are_closed_to_the_other_containers(stack: Stack) -> None:
     found = containers(stack)
-    foundry = found["foundry-local"]["Id"]
     # The runtime's own web service listens on loopback inside its container, on a port it picks.
-    listening = in_container(foundry, LISTENING).split()
-    ports = {int(address.split(":")[1], 16): address.split(":")[0] for address in listening}
+    ports = listening_ports(found["foundry-local"]["Id"])
     assert ports.pop(5273) == "00000000", "the gateway listens on every interface of its container"
-    # /proc/net/tcp writes addresses as little-endian hex: 127.x.y.z ends in 7F (Docker's DNS is 127.0.0.11).
     assert ports and all(address.endswith("7F") for address in ports.values()), f"all else is on loopback: {ports}"
-    for neighbour in ("chat-app", "open-webui"):
+    for neighbour in NEIGHBOURS:
         probe = in_container(found[neighbour]["Id"], PROBE, json.dumps(ADMIN_ROUTES), json.dumps(sorted(ports)))
         statuses = json.loads(probe)
+        assert statuses["/v1/models"] == 200, f"{neighbour} reaches the gateway's OpenAI routes: {statuses}"
         assert {path: statuses[path] for _, path in ADMIN_ROUTES} == {path: 404 for _, path in ADMIN_ROUTES}, neighbour
         assert {statuses[str(port)] for port in ports} == {"closed"}, f"{neighbour} reaches the runtime: {statuses}"
+
+
+def test_the_router_serves_only_its_routes_open_on_loopback(stack: Stack) -> None:
+    """ROUTER_API_KEYS is unset (the committed default): the router's /v1 routes answer without a key, which is
+    safe because it is published on 127.0.0.1 only (test_every_published_port_is_on_localhost), and it says
+    nothing is exposed. It forwards no other route: the runtime's admin routes are not found there either."""
+    router = containers(stack)["router"]
+    env = dict(variable.partition("=")[::2] for variable in router["Config"]["Env"])
+    assert env.get("ROUTER_API_KEYS", "") == "" and env["ROUTER_PUBLISHED_ADDRESS"] == "127.0.0.1"
+    with stack.http("router") as http:
+        models = http.get("/v1/models")
+        assert models.status_code == 200, models.text
+        assert EMBEDDED_MODEL in [m["id"] for m in models.json()["data"]]
+        chat = {"model": EMBEDDED_MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+        answer = http.post("/v1/chat/completions", json=chat)
+        assert answer.status_code == 200, answer.text
+        assert http.get("/readyz").json()["warnings"] == [], "published on loopback: nothing to warn about"
+        for method, path in ADMIN_ROUTES:
+            response = http.request(method, path)
+            assert response.status_code == 404, f"{method} {path} at the router: {response.status_code}"
+            assert response.json()["error"]["code"] == "not_found"
+    # It listens on its one port; anything else in its container is on loopback (Docker's DNS).
+    ports = listening_ports(router["Id"])
+    assert ports.pop(4000) == "00000000"
+    assert all(address.endswith("7F") for address in ports.values()), f"the router listens on {ports}"
 
 
 def test_open_webui_sign_up_is_closed_after_the_admin(stack: Stack, webui_token: str) -> None:

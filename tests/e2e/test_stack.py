@@ -1,6 +1,6 @@
-"""The offline stack end to end, through its published ports: health, both chat front ends, monitoring, the
-static site, the host's Foundry Local reached through host.docker.internal, and Open WebUI's data across
-`down`/`up`.
+"""The offline stack end to end, through its published ports: health, the router, both chat front ends,
+monitoring, the static site, the host's Foundry Local reached through host.docker.internal, both UIs answering
+while the embedded service is stopped, and Open WebUI's data across `down`/`up`.
 
 One stack per module (Open WebUI alone takes ~30-60 s to start). The host's Foundry Local is the real runtime
 started on this machine on 0.0.0.0 with its own model id, so each answer shows which backend served it; the
@@ -13,11 +13,12 @@ import json
 import uuid
 
 import httpx
+import openai
 import pytest
 from chat_support import ask_once
 
 from tests.e2e.stack import ADMIN, EMBEDDED_MODEL, HOST_MODEL, OFFLINE_SERVICES, Stack, webui
-from tests.support.process import GatewayProcess, metric_sum, wait_until
+from tests.support.process import GatewayProcess, metric_sum, start_gateway, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -69,11 +70,11 @@ def test_open_webui_lists_only_the_loaded_foundry_models(stack: Stack, webui_tok
         def listed() -> bool:
             nonlocal ids
             response = http.get("/api/models")
-            ids = {m["id"] for m in response.json()["data"]} if response.status_code == 200 else set()
-            return ids == {EMBEDDED_MODEL, HOST_MODEL}
+            ids = [m["id"] for m in response.json()["data"]] if response.status_code == 200 else []
+            return set(ids) == {EMBEDDED_MODEL, HOST_MODEL}
 
         wait_until(listed, 60, "Open WebUI's model list", interval=1)
-        assert ids == {EMBEDDED_MODEL, HOST_MODEL}, "no arena, Ollama or unloaded catalog models"
+        assert sorted(ids) == sorted({EMBEDDED_MODEL, HOST_MODEL}), "each model once; no arena, Ollama or catalog"
 
 
 def test_open_webui_chat_completion(stack: Stack, webui_token: str) -> None:
@@ -117,6 +118,46 @@ def test_open_webui_chat_completion_streams(stack: Stack, webui_token: str) -> N
     assert "".join(deltas).strip()
 
 
+# --- the router: one endpoint for every client --------------------------------------------------------------------
+
+
+def test_the_router_lists_each_model_once_with_where_it_runs(stack: Stack) -> None:
+    models = {m["id"]: m for m in httpx.get(f"{stack.url('router')}/v1/models", timeout=5).json()["data"]}
+    assert set(models) == {EMBEDDED_MODEL, HOST_MODEL}
+    assert models[EMBEDDED_MODEL]["upstreams"] == ["foundry-local:5273"]
+    assert models[EMBEDDED_MODEL]["context_length"] == 4096
+    assert models[HOST_MODEL]["upstreams"][0].startswith("host.docker.internal:")
+    readyz = httpx.get(f"{stack.url('router')}/readyz", timeout=5).json()
+    assert readyz["ready"] and readyz["warnings"] == [], "published on 127.0.0.1: nothing to warn about"
+
+
+def test_the_openai_sdk_streams_through_the_router(stack: Stack) -> None:
+    client = openai.OpenAI(base_url=f"{stack.url('router')}/v1", api_key="not-needed", max_retries=0)
+    with client.chat.completions.with_streaming_response.create(
+        model=EMBEDDED_MODEL,
+        messages=[{"role": "user", "content": "Hello"}],
+        max_tokens=8,
+        stream=True,
+        stream_options={"include_usage": True},
+    ) as response:
+        assert response.headers["x-foundry-upstream"] == "foundry-local:5273"
+        assert response.headers["x-foundry-upstream-kind"] == "local"
+        chunks = list(response.parse())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip() and chunks[-1].usage.completion_tokens == 8
+
+
+def test_without_max_tokens_the_router_fits_one_as_open_webui_needs(stack: Stack) -> None:
+    # Open WebUI sends no max_tokens; the runtime would ask for 2048 and the tiny model's context refuse.
+    response = httpx.post(
+        f"{stack.url('router')}/v1/chat/completions",
+        json={"model": EMBEDDED_MODEL, "messages": [{"role": "user", "content": "word " * 1200}]},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["usage"]["completion_tokens"] == int(response.headers["x-foundry-max-tokens"])
+
+
 # --- monitoring and the static site ------------------------------------------------------------------------------
 
 
@@ -132,6 +173,7 @@ def test_prometheus_scrapes_every_target(stack: Stack) -> None:
     wait_until(all_up, 60, "every Prometheus target up", interval=1)
     assert {t["labels"]["job"] for t in targets} == {
         "prometheus",
+        "router",
         "chat-app",
         "foundry-local",
         "blackbox",
@@ -182,6 +224,50 @@ def test_open_webui_reaches_the_host_foundry_local(
     assert gateway_chat_requests(host_foundry.url) > before
 
 
+def test_both_uis_keep_answering_when_the_embedded_service_stops(
+    stack: Stack, webui_token: str, twin_port: int, tiny_model, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Another upstream serves the same model (a second host runtime with the embedded model's id): stopping the
+    embedded service changes nothing for either UI, and the model is still listed once."""
+    tmp = tmp_path_factory.mktemp("twin")
+    twin = start_gateway(
+        tmp / "data", tmp / "twin.log", GATEWAY_HOST="0.0.0.0", PORT=str(twin_port),
+        FOUNDRY_MODEL_PATH=str(tiny_model), FOUNDRY_MODEL_ID=EMBEDDED_MODEL,
+    )  # fmt: skip
+    twin_name = f"host.docker.internal:{twin_port}"
+    try:
+        twin.wait_for_state({"ready"})
+
+        def served_twice() -> bool:
+            models = httpx.get(f"{stack.url('router')}/v1/models", timeout=5).json()["data"]
+            entry = next((m for m in models if m["id"] == EMBEDDED_MODEL), {})
+            return sorted(entry.get("upstreams", [])) == sorted(["foundry-local:5273", twin_name])
+
+        wait_until(served_twice, 30, "the router serving the embedded model from two upstreams", interval=0.5)
+        with webui(stack, webui_token) as http:
+            ids = [m["id"] for m in http.get("/api/models").json()["data"]]
+        assert sorted(ids) == sorted({EMBEDDED_MODEL, HOST_MODEL}), "each model once, however many serve it"
+
+        stack.compose("stop", "foundry-local")
+        try:
+            before = gateway_chat_requests(twin.url)
+            reply = ask_once(stack.url("chat-app"), "Are you still there?")
+            assert reply.streamed_text.strip(), reply.events
+            assert f"{EMBEDDED_MODEL} on {twin_name}" in reply.final_text()
+            with webui(stack, webui_token) as http:
+                response = http.post(
+                    "/api/chat/completions",
+                    json={"model": EMBEDDED_MODEL, "messages": [{"role": "user", "content": "Hi"}], "stream": False},
+                )
+            assert response.status_code == 200, response.text
+            assert response.json()["choices"][0]["message"]["content"].strip()
+            assert gateway_chat_requests(twin.url) >= before + 2, "the twin answered both UIs"
+        finally:
+            stack.up()  # the embedded service back, healthy, for the tests after this one
+    finally:
+        twin.stop()
+
+
 # --- persistence and the backend switch (last: they restart the stack) ------------------------------------------
 
 
@@ -199,10 +285,9 @@ def test_open_webui_chat_survives_down_and_up(stack: Stack, webui_token: str) ->
         chat_id = created.json()["id"]
 
     stack.down(volumes=False)
-    # A changed setting takes effect although the connections were stored at first boot
-    # (ENABLE_PERSISTENT_CONFIG=False): Open WebUI now uses the embedded service only.
-    stack.env["OPEN_WEBUI_OPENAI_URLS"] = "http://foundry-local:5273/v1"
-    stack.env["OPEN_WEBUI_OPENAI_KEYS"] = "not-needed"
+    # A changed setting takes effect although the connection was stored at first boot
+    # (ENABLE_PERSISTENT_CONFIG=False): the router now wants a key, and Open WebUI and the chat send it.
+    stack.env["ROUTER_API_KEY"] = "e2e-router-key-" + uuid.uuid4().hex
     # ...and sign-up, closed by default after the admin (test_security.py), is opened: new accounts wait.
     stack.env["OPEN_WEBUI_ENABLE_SIGNUP"] = "true"
     stack.up()
@@ -215,7 +300,13 @@ def test_open_webui_chat_survives_down_and_up(stack: Stack, webui_token: str) ->
         kept = http.get(f"/api/v1/chats/{chat_id}")
         assert kept.status_code == 200, kept.text
         assert kept.json()["chat"]["title"] == title
-        assert {m["id"] for m in http.get("/api/models").json()["data"]} == {EMBEDDED_MODEL}
+        assert {m["id"] for m in http.get("/api/models").json()["data"]} == {EMBEDDED_MODEL, HOST_MODEL}
+    with stack.http("router") as http:
+        assert http.get("/v1/models").status_code == 401, "no key, no models"
+        key = {"authorization": f"Bearer {stack.env['ROUTER_API_KEY']}"}
+        assert http.get("/v1/models", headers=key).status_code == 200
+    stack.wait_chat_ready(EMBEDDED_MODEL)
+    assert EMBEDDED_MODEL in ask_once(stack.url("chat-app"), "Hello with a key").final_text()
     with stack.http("open-webui") as http:
         user = {"name": "Later", "email": f"later-{uuid.uuid4().hex[:6]}@example.test", "password": "another long one"}
         signup = http.post("/api/v1/auths/signup", json=user)
@@ -230,8 +321,8 @@ def test_host_foundry_local_only(stack: Stack, webui_token: str, host_foundry: G
     """The documented switch: `embedded` out of COMPOSE_PROFILES, and only the host's Foundry Local serves."""
     stack.down(volumes=False)
     stack.env["COMPOSE_PROFILES"] = ""
-    for name in ("OPEN_WEBUI_OPENAI_URLS", "OPEN_WEBUI_OPENAI_KEYS", "OPEN_WEBUI_ENABLE_SIGNUP"):
-        stack.env.pop(name, None)  # back to the defaults: the host's Foundry Local, then the embedded one
+    for name in ("ROUTER_API_KEY", "OPEN_WEBUI_ENABLE_SIGNUP"):
+        stack.env.pop(name, None)  # back to the defaults
     stack.up()
     assert {c["Service"] for c in stack.ps()} == OFFLINE_SERVICES - {"foundry-local"}
 

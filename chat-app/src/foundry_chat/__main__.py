@@ -5,8 +5,8 @@ from __future__ import annotations
 import structlog
 import uvicorn
 
-from foundry_chat.logs import configure_logging
 from foundry_chat.settings import load_settings
+from foundry_common.logs import configure_logging
 
 log = structlog.get_logger("foundry_chat")
 
@@ -16,11 +16,12 @@ GRACEFUL_SECONDS = 5
 
 def main() -> None:
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    # Chainlit announces every translation file it writes at start; its warnings still come through.
+    configure_logging(settings.log_level, settings.log_format, quiet=("httpx", "httpx2", "openai", "chainlit"))
     from foundry_chat.app import create_app  # after logging: Chainlit logs while it loads
 
     app = create_app(settings)
-    log.info("chat_starting", host=settings.host, port=settings.port, upstreams=settings.upstream_urls)
+    log.info("chat_starting", host=settings.host, port=settings.port, router=settings.router_url)
     uvicorn.run(
         app,
         host=settings.host,

@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from foundry_chat.chainlit_root import prepare_chainlit_root
 from foundry_chat.service import Service, build_service, install
 from foundry_chat.settings import Settings
+from foundry_chat.views import not_ready_message
 
 HANDLERS = Path(__file__).with_name("ui.py")
 
@@ -58,15 +59,17 @@ def add_operational_routes(app: FastAPI, service: Service) -> None:
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
-        ready = service.registry.ready
-        body = {
-            "ready": ready,
-            "models": service.registry.models(),
-            "upstreams": service.registry.snapshot(),
+        # What the router said at its last /readyz (read every ROUTER_POLL_SECONDS): ready when it serves a model.
+        status = service.router.status
+        body: dict = {
+            "ready": status.ready,
+            "models": list(status.models),
+            "router": service.settings.router_url,
+            "upstreams": list(status.upstreams),
         }
-        if not ready:
-            body["message"] = "No upstream serves a model yet: start Foundry Local or check FOUNDRY_LOCAL_URLS."
-        return JSONResponse(body, status_code=200 if ready else 503)
+        if not status.ready:
+            body["message"] = not_ready_message(status)
+        return JSONResponse(body, status_code=200 if status.ready else 503)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

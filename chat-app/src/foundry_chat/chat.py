@@ -1,192 +1,244 @@
-"""Streaming one answer: try the planned upstreams in order, fail over before the first token, measure it all.
+"""Streaming one answer from the router, with where it ran (its response headers), measured.
 
-Independent of Chainlit: the UI hands in the prompt and a coroutine that shows each token.
+Independent of Chainlit: the UI hands in the prompt and a coroutine that shows each token. The router picks the
+upstream, queues and fails over; the chat makes one request and says what happened, in words.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit
 
 import httpx2
 import openai
 import structlog
 
 from foundry_chat.metrics import ChatMetrics
-from foundry_chat.routing import Plan, Target
 from foundry_chat.sse import StreamError, parse_line
-from foundry_chat.upstreams import Registry, Upstream
 
 log = structlog.get_logger("foundry_chat.chat")
 
 OPERATION = "chat"
 Outcome = Literal["ok", "interrupted", "stopped", "failed"]
 
+# The router's request header (the route of the chat profile) and its response headers (docs/router.md).
+ROUTE_HEADER = "X-Foundry-Route"
+REQUEST_ID_HEADER = "X-Request-Id"
+UPSTREAM_HEADER = "x-foundry-upstream"
+KIND_HEADER = "x-foundry-upstream-kind"
+MODEL_HEADER = "x-foundry-model"
+REASON_HEADER = "x-foundry-route-reason"
+FAILED_OVER_HEADER = "x-foundry-failed-over"
+START_ROUTER = "check that it is running (`docker compose ps router`; start it with `docker compose up -d router`)"
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where the router ran a request, from its response headers."""
+
+    upstream: str
+    kind: str  # local or cloud
+    model: str  # the model that answered (the cloud's may differ from the one asked for)
+    reason: str = ""
+    # Each upstream that failed before this one took the request, and how.
+    failed_over: tuple[str, ...] = ()
+
+    @property
+    def cloud(self) -> bool:
+        return self.kind == "cloud"
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str], asked_model: str) -> Where | None:
+        upstream = headers.get(UPSTREAM_HEADER, "").strip()
+        if not upstream:
+            return None
+        failed = headers.get(FAILED_OVER_HEADER, "")
+        return cls(
+            upstream=upstream,
+            kind="cloud" if headers.get(KIND_HEADER, "").strip().lower() == "cloud" else "local",
+            model=headers.get(MODEL_HEADER, "").strip() or asked_model,
+            reason=headers.get(REASON_HEADER, "").strip(),
+            failed_over=tuple(part.strip() for part in failed.split(";") if part.strip()),
+        )
+
 
 @dataclass
 class Answer:
+    model: str  # the model asked for
+    route: str  # the route asked for (the profile's)
     text: str = ""
-    target: Target | None = None
+    where: Where | None = None
     outcome: Outcome = "ok"
-    # For people: which upstream, what failed, what to do. Empty when all went well.
+    # For people: what failed and what to do. Empty when all went well.
     error: str = ""
     input_tokens: int | None = None
     output_tokens: int | None = None
     time_to_first_chunk: float | None = None
     duration: float = 0.0
     chunks: int = 0
-    failed_upstreams: list[str] = field(default_factory=list)
 
 
-class UpstreamFailure(Exception):
-    def __init__(self, kind: str, detail: str, advice: str) -> None:
-        super().__init__(detail)
-        self.kind, self.detail, self.advice = kind, detail, advice
-
-
-def classify(exc: BaseException, upstream: Upstream, timeout: float) -> UpstreamFailure:
-    """Turn a client exception into words: what failed and what to do."""
-    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
-        # The read timeout applies to every wait for the next bytes: before the first token and between tokens.
-        return UpstreamFailure(
-            "timeout",
-            f"sent nothing for {timeout:g} s (REQUEST_TIMEOUT_SECONDS)",
-            "try again; if the upstream is just slow, raise REQUEST_TIMEOUT_SECONDS",
-        )
-    if isinstance(exc, StreamError):
-        return UpstreamFailure("stream_error", str(exc), "try again; if it persists, check the upstream's log")
-    # Transport errors while reading the stream come from the HTTP client itself, not wrapped by openai.
-    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
-        advice = "check that it is running (`docker compose ps`, or start Foundry Local on the host)"
-        return UpstreamFailure("connection", "could not be reached or closed the connection", advice)
-    if isinstance(exc, openai.APIStatusError):
-        message = exc.message
-        body = exc.body
-        if isinstance(body, dict):
-            inner = body.get("error", body)
-            if isinstance(inner, dict) and inner.get("message"):
-                message = str(inner["message"])
-        if exc.status_code in {401, 403}:
-            variable = "CLOUD_API_KEY" if upstream.cloud else "FOUNDRY_LOCAL_API_KEYS or API_KEY"
-            advice = f"check its API key ({variable})"
-        elif exc.status_code == 404:
-            advice = "pick another model in the chat settings"
-        elif exc.status_code == 429:
-            advice = "wait a moment and try again"
-        elif exc.status_code in {400, 413, 422}:
-            # The upstream refused this request (e.g. over the model's context): its message says what to change.
-            advice = "change the message or the chat settings as it says"
-        else:
-            advice = "try again; if it persists, check the upstream's log"
-        # Without its full stop: the detail is one clause of a longer sentence.
-        detail = f"answered HTTP {exc.status_code}: {message.rstrip('. ')}"
-        return UpstreamFailure(f"http_{exc.status_code}", detail, advice)
-    name = type(exc).__name__
-    return UpstreamFailure(name, f"failed ({name})", "try again; if it persists, check the service log")
+@dataclass(frozen=True)
+class Failure:
+    kind: str  # error_type in the metrics
+    detail: str  # what failed: one clause, without its full stop
+    advice: str  # what to do
 
 
 def sentence(text: str) -> str:
     return f"{text[:1].upper()}{text[1:]}." if text else ""
 
 
-class ChatService:
-    def __init__(self, registry: Registry, metrics: ChatMetrics, timeout: float, log_prompts: bool = False) -> None:
-        self.registry = registry
-        self.metrics = metrics
-        self.timeout = timeout
-        self.log_prompts = log_prompts
-        self._clients: dict[Upstream, openai.AsyncOpenAI] = {}
+def error_message(exc: openai.APIStatusError) -> str:
+    """The router's own words from its OpenAI-shaped error body, else the client's summary."""
+    body = exc.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+    return exc.message
 
-    def client(self, upstream: Upstream) -> openai.AsyncOpenAI:
-        # One client (one connection pool) per upstream for the life of the service.
-        if upstream not in self._clients:
-            self._clients[upstream] = openai.AsyncOpenAI(
-                base_url=upstream.base_url,
-                api_key=upstream.api_key,
-                # Failover is ours: no hidden retries that would delay the next upstream.
-                max_retries=0,
-                timeout=openai.Timeout(self.timeout, connect=3.0),
-            )
-        return self._clients[upstream]
+
+def status_advice(exc: openai.APIStatusError) -> str:
+    code = exc.status_code
+    if code in {401, 403}:
+        return "check ROUTER_API_KEY: it must be one of the router's ROUTER_API_KEYS"
+    if code == 404:
+        return "pick another model in the chat settings"
+    if code == 429:
+        if "retry after" in error_message(exc).lower():
+            return ""  # the router's message already says when
+        retry_after = exc.response.headers.get("retry-after", "").strip()
+        return f"wait {retry_after + ' s' if retry_after.isdigit() else 'a moment'} and try again"
+    if code in {400, 413, 422}:
+        # The request was refused (e.g. over the model's context): the router's message says what to change.
+        return "change the message or the chat settings as it says"
+    if code in {502, 503, 504}:
+        return "try again once an upstream serves the model (the router's /readyz lists each upstream's state)"
+    return "try again; if it persists, check the router's log (`docker compose logs router`)"
+
+
+ROUTER_GRACE_SECONDS = 5.0
+
+
+def classify(exc: BaseException, router_url: str, timeout: float) -> Failure:
+    """Turn a client exception into words: what failed and what to do."""
+    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
+        # The read timeout applies to every wait for the next bytes: before the first token and between tokens.
+        return Failure(
+            "timeout",
+            f"the router sent nothing for {timeout:g} s (REQUEST_TIMEOUT_SECONDS)",
+            "try again; if the model is just slow, raise REQUEST_TIMEOUT_SECONDS",
+        )
+    if isinstance(exc, StreamError):
+        if exc.reported:  # the router's words: which upstream, what failed
+            return Failure("stream_error", str(exc).rstrip(". "), "try again; if it persists, check the router's log")
+        return Failure("stream_error", f"the router {exc}", "try again; if it persists, check the router's log")
+    # Transport errors while reading the stream come from the HTTP client itself, not wrapped by openai.
+    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
+        return Failure(
+            "connection", f"the router at {router_url} could not be reached or closed the connection", START_ROUTER
+        )
+    if isinstance(exc, openai.APIStatusError):
+        # Without its full stop: the detail is one clause of a longer sentence.
+        detail = f"the router answered HTTP {exc.status_code}: {error_message(exc).rstrip('. ')}"
+        return Failure(f"http_{exc.status_code}", detail, status_advice(exc))
+    name = type(exc).__name__
+    return Failure(name, f"the request failed ({name})", "try again; if it persists, check the chat service's log")
+
+
+class ChatService:
+    def __init__(
+        self, router_url: str, api_key: str, metrics: ChatMetrics, timeout: float, log_prompts: bool = False
+    ) -> None:
+        self.router_url = router_url
+        self.router_name = urlsplit(router_url).netloc
+        self.metrics = metrics
+        # The router gives up on a silent upstream after REQUEST_TIMEOUT_SECONDS and says which one; the chat waits
+        # a little longer, so that the user reads those words, and its own timeout only catches a hung router.
+        self.timeout = timeout + ROUTER_GRACE_SECONDS
+        self.log_prompts = log_prompts
+        # One client (one connection pool) for the life of the service.
+        self.client = openai.AsyncOpenAI(
+            base_url=router_url,
+            api_key=api_key,
+            # Retries and failover are the router's: none hidden here that would only delay the answer.
+            max_retries=0,
+            timeout=openai.Timeout(self.timeout, connect=3.0),
+        )
 
     async def close(self) -> None:
-        await asyncio.gather(*(c.close() for c in self._clients.values()), return_exceptions=True)
+        await self.client.close()
 
     async def answer(
         self,
-        plan: Plan,
+        model: str,
+        route: str,
         messages: list[dict[str, str]],
         temperature: float,
         max_tokens: int,
         on_token: Callable[[str], Awaitable[None]],
+        request_id: str | None = None,
     ) -> Answer:
-        """Stream an answer into `on_token`. Cancelling the calling task closes the upstream request."""
+        """Stream an answer into `on_token`. Cancelling the calling task closes the request to the router."""
         started = time.perf_counter()
-        answer = Answer()
-        advice: dict[str, None] = {}  # what to do about each failure, once each, in order
+        answer = Answer(model=model, route=route)
         if self.log_prompts:
             log.info("prompt", messages=messages)
-        for target in plan.targets:
-            answer.target = target
-            try:
-                await self._stream(target, messages, temperature, max_tokens, on_token, answer)
-            except asyncio.CancelledError:
-                answer.outcome = "stopped"
-                self._observe(target, answer, started, "cancelled")
-                self._finish(answer, started)
-                raise
-            except Exception as exc:  # any failure of the upstream or the stream, never shown as a traceback
-                failure = classify(exc, target.upstream, self.timeout)
-                self._observe(target, answer, started, failure.kind)
-                if failure.kind in {"connection", "timeout"} or failure.kind.startswith("http_5"):
-                    self.registry.mark_failed(target.upstream, failure.detail)
-                if answer.time_to_first_chunk is None:
-                    # Nothing shown yet: the next upstream can still answer the whole question.
-                    answer.failed_upstreams.append(f"{target.upstream.name} {failure.detail}")
-                    advice.setdefault(failure.advice)
-                    self.metrics.failovers.labels(target.upstream.name).inc()
-                    log.warning("upstream_failed_before_first_token", upstream=target.upstream.name, error=failure.kind)
-                    continue
+        try:
+            await self._stream(answer, messages, temperature, max_tokens, on_token, request_id)
+        except asyncio.CancelledError:
+            answer.outcome = "stopped"
+            self._observe(answer, started, "cancelled")
+            self._finish(answer, started)
+            raise
+        except Exception as exc:  # any failure of the request or the stream, never shown as a traceback
+            if isinstance(exc, openai.APIStatusError) and answer.where is None:
+                # The router's refusals name the upstream that refused too (e.g. over the context): count it there.
+                answer.where = Where.from_headers(exc.response.headers, answer.model)
+            failure = classify(exc, self.router_url, self.timeout)
+            self._observe(answer, started, failure.kind)
+            if answer.chunks == 0:
+                answer.outcome = "failed"
+                answer.error = " ".join(filter(None, (sentence(failure.detail), sentence(failure.advice))))
+            else:
+                # The partial answer stays: say where it broke and what to do.
                 answer.outcome = "interrupted"
-                answer.error = (
-                    f"The answer was interrupted: {target.upstream.name} {failure.detail} after "
-                    f"{answer.chunks} chunks. {sentence(failure.advice)}"
+                answer.error = f"The answer was interrupted after {answer.chunks} chunks: {failure.detail}. " + (
+                    sentence(failure.advice)
                 )
-                break
-            else:
-                answer.outcome, answer.error = "ok", ""
-                self._observe(target, answer, started, "")
-                break
         else:
-            answer.outcome = "failed"
-            if answer.failed_upstreams:
-                answer.error = (
-                    f"No upstream could answer: {'; '.join(answer.failed_upstreams)}. {sentence('; '.join(advice))}"
-                )
-            else:
-                answer.error = plan.problem or "no upstream is available"
+            self._observe(answer, started, "")
         self._finish(answer, started)
         return answer
 
+    def _labels(self, answer: Answer) -> tuple[str, str, str, str]:
+        where = answer.where
+        cloud = where.cloud if where is not None else answer.route == "cloud"
+        # gen_ai.provider.name: every local shape is Foundry Local; the cloud speaks the OpenAI API. The server is
+        # the upstream that ran it; before the router named one, the router itself.
+        server = where.upstream if where is not None else self.router_name
+        return (OPERATION, "openai" if cloud else "foundry_local", answer.model, server)
+
     async def _stream(
         self,
-        target: Target,
+        answer: Answer,
         messages: list[dict[str, str]],
         temperature: float,
         max_tokens: int,
         on_token: Callable[[str], Awaitable[None]],
-        answer: Answer,
+        request_id: str | None,
     ) -> None:
-        labels = (OPERATION, target.upstream.provider, target.model, target.upstream.name)
-        per_chunk = self.metrics.time_per_output_chunk.labels(*labels)
         request_started = time.perf_counter()
-        answer.text, answer.output_tokens, answer.input_tokens, answer.chunks = "", None, None, 0
-        last_chunk_at = request_started
-        request = self.client(target.upstream).chat.completions.with_streaming_response.create(
-            model=target.model,
+        headers = {ROUTE_HEADER: answer.route}
+        if request_id:
+            headers[REQUEST_ID_HEADER] = request_id
+        request = self.client.chat.completions.with_streaming_response.create(
+            model=answer.model,
             # The client walks typed parameters recursively to validate them (~1 ms of CPU per request for a
             # few turns of history, paid by every user at once under load); our messages are plain
             # role/content strings already, so they go in as they are.
@@ -196,9 +248,14 @@ class ChatService:
             max_tokens=max_tokens,
             stream=True,
             stream_options={"include_usage": True},
+            extra_headers=headers,
         )
         # Leaving this block (done, failed or cancelled) closes the HTTP response, which stops the generation.
         async with request as response:
+            answer.where = Where.from_headers(response.headers, answer.model)
+            labels = self._labels(answer)
+            per_chunk = self.metrics.time_per_output_chunk.labels(*labels)
+            last_chunk_at = request_started
             async for line in response.iter_lines():
                 chunk = parse_line(line)
                 if chunk is None:
@@ -221,10 +278,10 @@ class ChatService:
                 answer.text += token
                 await on_token(token)
         if answer.output_tokens is None:
-            answer.output_tokens = answer.chunks  # the upstream sent no usage: one token per chunk is close
+            answer.output_tokens = answer.chunks  # no usage was sent: one token per chunk is close
 
-    def _observe(self, target: Target, answer: Answer, started: float, error_type: str) -> None:
-        labels = (OPERATION, target.upstream.provider, target.model, target.upstream.name)
+    def _observe(self, answer: Answer, started: float, error_type: str) -> None:
+        labels = self._labels(answer)
         self.metrics.duration.labels(*labels, error_type).observe(time.perf_counter() - started)
         if answer.input_tokens is not None:
             self.metrics.token_usage.labels(*labels, "input").observe(answer.input_tokens)
@@ -234,17 +291,20 @@ class ChatService:
     def _finish(self, answer: Answer, started: float) -> None:
         answer.duration = time.perf_counter() - started
         self.metrics.messages.labels(answer.outcome).inc()
-        target = answer.target
+        where = answer.where
         log.info(
             "chat_answer",
             outcome=answer.outcome,
-            upstream=target.upstream.name if target else None,
-            model=target.model if target else None,
-            route=target.reason if target else None,
+            model=answer.model,
+            route=answer.route,
+            upstream=where.upstream if where else None,
+            upstream_kind=where.kind if where else None,
+            answered_by=where.model if where else None,
+            route_reason=where.reason if where else None,
+            failed_over=list(where.failed_over) if where and where.failed_over else None,
             ttft_ms=round(answer.time_to_first_chunk * 1000, 2) if answer.time_to_first_chunk is not None else None,
             duration_ms=round(answer.duration * 1000, 2),
             input_tokens=answer.input_tokens,
             output_tokens=answer.output_tokens,
-            failed_upstreams=answer.failed_upstreams or None,
             error=answer.error or None,
         )

@@ -13,6 +13,7 @@ TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4
 
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
+# server_address: the upstream that ran the request (the router's X-Foundry-Upstream), else the router itself.
 GENAI_LABELS = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "server_address")
 OUTCOMES = ("ok", "interrupted", "stopped", "failed", "rejected")
 
@@ -49,16 +50,8 @@ class ChatMetrics:
             buckets=TOKEN_BUCKETS,
             registry=r,
         )
-        self.upstream_up = Gauge(
-            "chat_upstream_up", "1 when the upstream answers and serves a model", ("upstream", "cloud"), registry=r
-        )
-        self.upstream_models = Gauge(
-            "chat_upstream_models", "Models loaded on the upstream", ("upstream", "cloud"), registry=r
-        )
-        self.failovers = Counter(
-            "chat_upstream_failovers", "Requests moved to the next upstream before the first token", ("upstream",),
-            registry=r,
-        )  # fmt: skip
+        # Upstreams, failovers and queues are the router's metrics (router_*); the chat only says whether it has one.
+        self.router_up = Gauge("chat_router_up", "1 while the router's /readyz says it serves a model", registry=r)
         self.messages = Counter("chat_messages", "User messages handled, by outcome", ("outcome",), registry=r)
         self.active_sessions = Gauge("chat_active_sessions", "Chat sessions with a connected browser", registry=r)
         self.event_loop_lag = Histogram(

@@ -12,7 +12,11 @@ from dataclasses import dataclass
 
 
 class StreamError(Exception):
-    """The upstream reported an error inside the stream."""
+    """The stream went wrong: the router reported an error in it (`reported`), or sent something unreadable."""
+
+    def __init__(self, message: str, reported: bool = False) -> None:
+        super().__init__(message)
+        self.reported = reported
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,8 @@ def parse_line(line: str) -> Chunk | None:
     if event.get("error"):
         error = event["error"]
         message = error.get("message") if isinstance(error, dict) else str(error)
-        raise StreamError(f"reported an error mid-answer: {message}")
+        # The router ends a stream that broke after its first byte this way: its message says what failed.
+        raise StreamError(str(message or "an error without a message"), reported=True)
     token = ""
     choices = event.get("choices")
     if isinstance(choices, list) and choices and isinstance(choices[0], dict):

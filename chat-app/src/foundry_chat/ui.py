@@ -1,7 +1,8 @@
 """Chainlit handlers: what a chat session does. Loaded by Chainlit from this file's path (mount_chainlit).
 
 Per-session state lives in `cl.user_session` (history, settings); nothing here is shared between users
-except the service (upstream registry, clients, metrics), which is safe to share.
+except the service (the router's status, the client, metrics), which is safe to share. What to decide and what
+to say is in views.py (no Chainlit there); these handlers only show it.
 """
 
 from __future__ import annotations
@@ -15,23 +16,15 @@ import structlog
 from chainlit.input_widget import Select, Slider, TextInput
 
 from foundry_chat import service as service_module
-from foundry_chat.chat import Answer
+from foundry_chat import views
 from foundry_chat.choices import check_choices, max_tokens_bounds
 from foundry_chat.coalesce import CoalescingStream
-from foundry_chat.history import Turn, build_prompt, estimate_tokens
+from foundry_chat.history import Turn, build_prompt
 from foundry_chat.inputs import check_input
-from foundry_chat.routing import plan_route
+from foundry_chat.profiles import DEFAULT_PROFILE, PROFILES, Profile, profile_by_label
 from foundry_chat.service import Service
 
 log = structlog.get_logger("foundry_chat.ui")
-
-CODE_PROMPT = "You are a careful programming assistant. Answer with short explanations and correct code."
-BANNER_REFRESH_SECONDS = 2.0
-NO_MODEL = "(none loaded)"
-PROFILES = {
-    "General": ("general", None),
-    "Code": ("code", CODE_PROMPT),
-}
 
 
 def service() -> Service:
@@ -43,11 +36,11 @@ async def chat_profiles(user: cl.User | None = None, language: str | None = None
     routes = service().settings.profile_routes
     return [
         cl.ChatProfile(
-            name="General",
-            markdown_description=f"Everyday questions. Routing: **{routes['general']}**.",
-            default=True,
-        ),
-        cl.ChatProfile(name="Code", markdown_description=f"Programming help. Routing: **{routes['code']}**."),
+            name=profile.label,
+            markdown_description=f"{profile.description} Routing: **{routes[profile.key]}**.",
+            default=profile is DEFAULT_PROFILE,
+        )
+        for profile in PROFILES.values()
     ]
 
 
@@ -61,35 +54,22 @@ async def starters(user: cl.User | None = None, language: str | None = None) -> 
     ]
 
 
-def profile() -> tuple[str, str | None]:
-    return PROFILES.get(cl.user_session.get("chat_profile") or "General", PROFILES["General"])
+def profile() -> Profile:
+    return profile_by_label(cl.user_session.get("chat_profile"))
 
 
-def default_model(models: list[str]) -> str | None:
-    preferred = service().settings.model
-    if preferred and preferred in models:
-        return preferred
-    return models[0] if models else preferred
-
-
-async def send_settings(chosen: str | None = None) -> dict:
-    """Send the settings panel, with the models loaded now (the current pick kept when still there)."""
+async def send_settings(chosen: object = None) -> dict:
+    """Send the settings panel, with the models the router serves now (the current pick kept when still there)."""
     svc = service()
     settings = svc.settings
-    models = svc.registry.models()
-    _, profile_prompt = profile()
-    default_prompt = profile_prompt or settings.system_prompt
+    models = list(svc.router.status.models)
+    default_prompt = profile().system_prompt or settings.system_prompt
     # The session's values where they are usable, the defaults where not (a panel never starts out of range).
     current = check_choices(cl.user_session.get("chat_settings") or {}, settings, default_prompt)
-    model = chosen if chosen in models else default_model(models)
+    model = views.panel_model(chosen, models, settings.model)
     low, high = max_tokens_bounds(settings)
     widgets = [
-        Select(
-            id="model",
-            label="Model (loaded on the upstreams now)",
-            values=models or [model or NO_MODEL],
-            initial_value=model or NO_MODEL,
-        ),
+        Select(id="model", label="Model (loaded on the upstreams now)", values=models or [model], initial_value=model),
         Slider(id="temperature", label="Temperature", min=0, max=2, step=0.1, initial=current.temperature),
         Slider(
             id="max_tokens", label="Max answer tokens", min=low, max=high, step=16, initial=current.max_tokens,
@@ -103,48 +83,32 @@ async def send_settings(chosen: str | None = None) -> dict:
 @cl.on_chat_start
 async def start() -> None:
     svc = service()
-    session_id = cl.context.session.id
-    svc.sessions.add(session_id)
+    svc.sessions.add(cl.context.session.id)
     cl.user_session.set("turns", [])
-    registry = svc.registry
-    if registry.downloading() is not None:
+    status = svc.router.status
+    if status.preparing is not None:
         cl.user_session.set("banner_task", asyncio.create_task(download_banner()))
-    elif not registry.ready:
-        await cl.Message(content=no_upstream_text(), author="Status").send()
+    elif not status.ready:
+        await cl.Message(content=views.no_model_text(status), author="Status").send()
     await send_settings()
 
 
-def no_upstream_text() -> str:
-    lines = ["**No model is reachable right now.** The page works; answers will come once an upstream is up:"]
-    for status in service().registry.statuses:
-        lines.append(f"- `{status.upstream.base_url}`: {status.state}" + (f" ({status.error})" if status.error else ""))
-    lines.append("Start Foundry Local (or the `foundry-local` service), or set `FOUNDRY_LOCAL_URLS`.")
-    return "\n".join(lines)
-
-
 async def download_banner() -> None:
-    """Keep a status message up to date while the embedded model downloads; it reads the registry only."""
-    banner = cl.Message(content=banner_text(), author="Status")
+    """Keep a status message up to date while an embedded model downloads; it reads the router's status only."""
+    svc = service()
+    text = views.banner_text(svc.router.status)
+    banner = cl.Message(content=text, author="Status")
     await banner.send()
     with contextlib.suppress(asyncio.CancelledError):
-        while service().registry.downloading() is not None:
-            await asyncio.sleep(BANNER_REFRESH_SECONDS)
-            banner.content = banner_text()
-            await banner.update()
-        banner.content = "The model is ready: ask away."
-        await banner.update()
-        await send_settings(cl.user_session.get("chat_settings", {}).get("model"))
-
-
-def banner_text() -> str:
-    status = service().registry.downloading()
-    if status is None:
-        return "The model is ready."
-    percent = f" {status.download_percent:.0f}%" if status.download_percent is not None else ""
-    return (
-        f"**The embedded model is {status.service_state}{percent}** on `{status.upstream.name}`. "
-        f"{status.service_message} Chat works as soon as it is ready."
-    )
+        status = svc.router.status
+        while status.preparing is not None:
+            await asyncio.sleep(svc.settings.router_poll_seconds)
+            status = svc.router.status
+            if (new := views.banner_text(status)) != text:
+                banner.content = text = new
+                await banner.update()
+        # Done: the settings panel gets the models served now.
+        await send_settings((cl.user_session.get("chat_settings") or {}).get("model"))
 
 
 @cl.on_chat_end
@@ -160,7 +124,7 @@ async def on_message(message: cl.Message) -> None:
     request_id = uuid.uuid4().hex
     structlog.contextvars.bind_contextvars(request_id=request_id, session_id=cl.context.session.id)
     try:
-        await answer_message(message)
+        await answer_message(message, request_id)
     except asyncio.CancelledError:
         raise  # the stop button: already recorded and shown by answer_message
     except Exception:  # never a traceback in the chat
@@ -171,7 +135,11 @@ async def on_message(message: cl.Message) -> None:
         structlog.contextvars.unbind_contextvars("request_id", "session_id")
 
 
-async def answer_message(message: cl.Message) -> None:
+async def status_message(text: str) -> None:
+    await cl.Message(content=text, author="Status").send()
+
+
+async def answer_message(message: cl.Message, request_id: str) -> None:
     svc = service()
     settings = svc.settings
     svc.sessions.add(cl.context.session.id)
@@ -183,62 +151,48 @@ async def answer_message(message: cl.Message) -> None:
     if checked.rejection:
         svc.metrics.messages.labels("rejected").inc()
         log.info("message_rejected", reason=checked.rejection, **removed)
-        await cl.Message(content=checked.rejection, author="Status").send()
+        await status_message(checked.rejection)
         return
     if any(removed.values()):
         log.info("message_characters_removed", **removed)
 
-    route_name, profile_prompt = profile()
-    choices = check_choices(cl.user_session.get("chat_settings"), settings, profile_prompt or settings.system_prompt)
+    chosen_profile = profile()
+    choices = check_choices(
+        cl.user_session.get("chat_settings"), settings, chosen_profile.system_prompt or settings.system_prompt
+    )
     if choices.problems:
         svc.metrics.messages.labels("rejected").inc()
         # The names of the bad settings only: their values may be huge (or pasted secrets).
         log.info("message_rejected", reason="bad chat settings", settings=list(choices.bad))
-        await cl.Message(content=choices.rejection, author="Status").send()
+        await status_message(choices.rejection)
         return
 
-    models = svc.registry.models()
-    model = choices.model
-    if model == NO_MODEL:
-        model = None
-    if model is None or (model not in models and not svc.registry.ready):
-        model = default_model(models)
-    elif model not in models and svc.registry.ready:
-        # Picked earlier, gone now (unloaded, or its upstream went away): say so instead of guessing.
-        svc.metrics.messages.labels("rejected").inc()
-        await cl.Message(
-            content=(
-                f"The model **{model}** is no longer loaded on any upstream (loaded now: "
-                f"{', '.join(models) or 'none'}). Pick another one in the chat settings, then send again."
-            ),
-            author="Status",
-        ).send()
-        await send_settings()
+    status = svc.router.status
+    if not status.ready:  # the last read may be a few seconds old: ask again before saying no
+        status = await svc.router.refresh()
+    decision = views.decide_model(choices.model, status, settings.model)
+    if decision.model is None:
+        svc.metrics.messages.labels(decision.outcome or "failed").inc()
+        log.info("message_not_sent", outcome=decision.outcome, reason=decision.notice)
+        await status_message(decision.notice)
+        if decision.resend_settings:
+            await send_settings()
         return
 
     turns: list[Turn] = cl.user_session.get("turns") or []
-    max_tokens = choices.max_tokens
-    prompt = build_prompt(choices.system_prompt, turns, checked.text, max(settings.context_tokens - max_tokens, 64))
-    plan = plan_route(
-        svc.registry.statuses,
-        model,
-        settings.profile_routes[route_name],
-        estimate_tokens(checked.text),
-        settings.cloud_prompt_tokens,
+    prompt = build_prompt(
+        choices.system_prompt, turns, checked.text, max(settings.context_tokens - choices.max_tokens, 64)
     )
     if prompt.dropped_turns:
-        await cl.Message(
-            content=(
-                f"_The conversation is longer than the context budget ({settings.context_tokens} tokens): "
-                f"the {prompt.dropped_turns} oldest turn(s) are no longer sent to the model._"
-            ),
-            author="Status",
-        ).send()
+        await status_message(views.dropped_turns_text(prompt.dropped_turns, settings.context_tokens))
 
     reply = cl.Message(content="")
     stream = CoalescingStream(reply.stream_token, settings.stream_interval_ms / 1000)
+    route = settings.profile_routes[chosen_profile.key]
     try:
-        answer = await svc.chat.answer(plan, prompt.messages, choices.temperature, max_tokens, stream.push)
+        answer = await svc.chat.answer(
+            decision.model, route, prompt.messages, choices.temperature, choices.max_tokens, stream.push, request_id
+        )
         await stream.close()
     except asyncio.CancelledError:
         # The stop button: keep what was said, in the chat and in the history.
@@ -246,34 +200,16 @@ async def answer_message(message: cl.Message) -> None:
         if reply.content:
             turns.append(Turn(checked.text, reply.content))
             cl.user_session.set("turns", turns)
-            reply.content += "\n\n*— stopped; the rest of the answer was not generated.*"
+            reply.content += views.STOPPED_NOTE
             await reply.update()
         raise
+    if answer.outcome in {"failed", "interrupted"}:
+        svc.router.wake()  # something changed: the model list and /readyz catch up now, not at the next poll
     if answer.text:
         turns.append(Turn(checked.text, answer.text))
         cl.user_session.set("turns", turns)
-    reply.content = answer.text + footer(answer)
+    reply.content = answer.text + views.footer(answer)
     if reply.streaming:
         await reply.update()
     else:
         await reply.send()
-
-
-def footer(answer: Answer) -> str:
-    if answer.outcome == "failed":
-        return f"**Could not answer.** {answer.error} Your message was kept: send it again once that is done."
-    target = answer.target
-    assert target is not None
-    where = f"{target.model} on {target.upstream.name}" + (" (cloud)" if target.upstream.cloud else " (local)")
-    parts = [where]
-    if target.reason not in {"local", "cloud"}:
-        parts.append(target.reason)
-    if answer.output_tokens is not None:
-        parts.append(f"{answer.output_tokens} tokens")
-    parts.append(f"{answer.duration:.1f} s")
-    if answer.failed_upstreams:
-        parts.append("after failing over from " + ", ".join(answer.failed_upstreams))
-    note = f"\n\n*— {' · '.join(parts)}*"
-    if answer.outcome == "interrupted":
-        return f"\n\n**[interrupted]** {answer.error}" + note
-    return note

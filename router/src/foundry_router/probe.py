@@ -29,7 +29,8 @@ class ProbeResult:
     state: str = "ready"
     message: str = ""
     download_percent: float | None = None
-    details: dict = field(default_factory=dict, compare=False)
+    # Context length per model id, where the server says it (our gateway does; the max_tokens fitting uses it).
+    context_lengths: dict[str, int] = field(default_factory=dict, compare=False)
 
 
 def service_root(base_url: str) -> str:
@@ -82,11 +83,16 @@ async def get_json(client: httpx.AsyncClient, url: str, headers: dict[str, str],
         raise
 
 
-def model_ids(document: object) -> tuple[str, ...]:
-    """Model ids from the shapes servers use: {"data": [{"id"}]}, [{"id"|"name"}], or ["id", ...]."""
+def model_items(document: object) -> list:
     items = document.get("data", document.get("models")) if isinstance(document, dict) else document
     if not isinstance(items, list):
         raise ValueError("no model list")
+    return items
+
+
+def model_ids(document: object) -> tuple[str, ...]:
+    """Model ids from the shapes servers use: {"data": [{"id"}]}, [{"id"|"name"}], or ["id", ...]."""
+    items = model_items(document)
     ids = []
     for item in items:
         if isinstance(item, str):
@@ -98,12 +104,26 @@ def model_ids(document: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(ids))
 
 
+# Names servers give the context window in their model list (ours, vLLM, others).
+CONTEXT_FIELDS = ("context_length", "max_model_len", "context_window")
+
+
+def context_lengths(document: object) -> dict[str, int]:
+    found = {}
+    for item in model_items(document):
+        if isinstance(item, dict) and isinstance(item.get("id"), str):
+            length = next((item[k] for k in CONTEXT_FIELDS if isinstance(item.get(k), int) and item[k] > 0), None)
+            if length is not None:
+                found[item["id"]] = length
+    return found
+
+
 async def probe_cli(client, base_url, root, headers, detecting=False) -> ProbeResult | None:
     status = await get_json(client, f"{root}/openai/status", headers, detecting)
     if status is None:
         return None
     loaded = await get_json(client, f"{root}/openai/loadedmodels", headers, False)
-    return ProbeResult("foundry-cli", model_ids(loaded), details=status if isinstance(status, dict) else {})
+    return ProbeResult("foundry-cli", model_ids(loaded))
 
 
 async def probe_embedded(client, base_url, root, headers, detecting=False) -> ProbeResult | None:
@@ -116,11 +136,14 @@ async def probe_embedded(client, base_url, root, headers, detecting=False) -> Pr
     download = health.get("download") or {}
     percent = download.get("percent") if isinstance(download, dict) else None
     models: tuple[str, ...] = ()
+    lengths: dict[str, int] = {}
     if state == "ready":
-        models = model_ids(await get_json(client, f"{base_url}/models", headers, False))
+        listing = await get_json(client, f"{base_url}/models", headers, False)
+        models, lengths = model_ids(listing), context_lengths(listing)
     return ProbeResult(
         "foundry-embedded",
         models,
+        context_lengths=lengths,
         state=state,
         message=str(health.get("message") or ""),
         download_percent=float(percent) if isinstance(percent, int | float) else None,
@@ -132,11 +155,12 @@ async def probe_sdk(client, base_url, root, headers, detecting=False) -> ProbeRe
     if status is None:
         return None
     loaded = await get_json(client, f"{root}/models/loaded", headers, False)
-    return ProbeResult("foundry-sdk", model_ids(loaded), details=status if isinstance(status, dict) else {})
+    return ProbeResult("foundry-sdk", model_ids(loaded))
 
 
 async def probe_openai(client, base_url, root, headers, detecting=False) -> ProbeResult:
-    return ProbeResult("openai", model_ids(await get_json(client, f"{base_url}/models", headers, False)))
+    listing = await get_json(client, f"{base_url}/models", headers, False)
+    return ProbeResult("openai", model_ids(listing), context_lengths=context_lengths(listing))
 
 
 PROBES = {

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from foundry_chat.routing import plan_route
-from foundry_chat.upstreams import Upstream, UpstreamStatus
+from foundry_router.admission import Slots
+from foundry_router.routing import least_busy, plan_route
+from foundry_router.upstreams import Upstream, UpstreamStatus
 
 pytestmark = pytest.mark.unit
 
@@ -15,7 +16,9 @@ CLOUD = Upstream("api.cloud.test", "https://api.cloud.test/v1", "secret", cloud=
 
 
 def status(upstream: Upstream, up: bool, *models: str) -> UpstreamStatus:
-    return UpstreamStatus(upstream, state="up" if up else "down", models=models, error="" if up else "refused")
+    return UpstreamStatus(
+        upstream, Slots(cap=4, queue_size=8), state="up" if up else "down", models=models, error="" if up else "refused"
+    )
 
 
 def names(plan) -> list[str]:
@@ -73,4 +76,56 @@ def test_cloud_profile() -> None:
 def test_model_that_disappeared_is_named_with_what_is_loaded() -> None:
     plan = plan_route([status(HOST, True, "qwen")], "phi", "auto", 10, 0)
     assert plan.targets == ()
-    assert "'phi' is no longer loaded" in plan.problem and "qwen" in plan.problem
+    assert "'phi' is not loaded on any upstream" in plan.problem and "qwen" in plan.problem
+    assert plan.status == 404
+
+
+def test_nothing_reachable_is_a_503() -> None:
+    plan = plan_route([status(HOST, False)], "phi", "auto", 10, 0)
+    assert plan.status == 503 and "refused" in plan.problem
+
+
+def busy(s: UpstreamStatus, in_flight: int, ttft: float | None = None) -> UpstreamStatus:
+    s.slots.in_flight, s.ttft_seconds = in_flight, ttft
+    return s
+
+
+THIRD = Upstream("third:3", "http://third:3/v1", "k")
+
+
+def test_least_in_flight_first() -> None:
+    statuses = [
+        busy(status(HOST, True, "phi"), 3),
+        busy(status(EMBEDDED, True, "phi"), 1),
+        busy(status(THIRD, True, "phi"), 2),
+    ]
+    plan = plan_route(statuses, "phi", "local", 10, 0)
+    order = least_busy(list(plan.targets), {s.upstream: s for s in statuses})
+    assert [t.upstream.name for t in order] == [EMBEDDED.name, THIRD.name, HOST.name]
+
+
+def test_ties_go_to_the_lower_recent_time_to_first_token_then_the_configured_order() -> None:
+    statuses = [
+        busy(status(HOST, True, "phi"), 1, ttft=0.200),
+        busy(status(EMBEDDED, True, "phi"), 1, ttft=0.050),
+        busy(status(THIRD, True, "phi"), 1, ttft=0.050),
+    ]
+    plan = plan_route(statuses, "phi", "local", 10, 0)
+    order = least_busy(list(plan.targets), {s.upstream: s for s in statuses})
+    assert [t.upstream.name for t in order] == [EMBEDDED.name, THIRD.name, HOST.name]
+
+
+def test_queued_requests_count_as_load() -> None:
+    statuses = [busy(status(HOST, True, "phi"), 4), busy(status(EMBEDDED, True, "phi"), 4)]
+    statuses[0].slots._waiters.extend([object(), object()])  # two waiting on the host
+    plan = plan_route(statuses, "phi", "local", 10, 0)
+    order = least_busy(list(plan.targets), {s.upstream: s for s in statuses})
+    assert order[0].upstream == EMBEDDED
+
+
+def test_the_cloud_tier_only_after_every_local_one() -> None:
+    statuses = [busy(status(HOST, True, "phi"), 9), status(CLOUD, True)]
+    plan = plan_route(statuses, "phi", "auto", 10, 0)
+    by = {s.upstream: s for s in statuses}
+    assert [t.upstream for t in least_busy(list(plan.targets), by)] == [HOST]
+    assert [t.upstream for t in least_busy([t for t in plan.targets if t.upstream != HOST], by)] == [CLOUD]

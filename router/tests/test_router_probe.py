@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from foundry_chat.probe import ProbeError, probe, service_root
+from foundry_router.probe import ProbeError, probe, service_root
 
 pytestmark = pytest.mark.unit
 
