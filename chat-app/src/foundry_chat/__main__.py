@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import structlog
-import uvicorn
 
 from foundry_chat.settings import load_settings
 from foundry_common.logs import configure_logging
+from foundry_common.server import serve
 
 log = structlog.get_logger("foundry_chat")
-
-# Docker waits 10 s after SIGTERM: open answers get 5 s to finish.
-GRACEFUL_SECONDS = 5
 
 
 def main() -> None:
@@ -22,14 +19,7 @@ def main() -> None:
 
     app = create_app(settings)
     log.info("chat_starting", host=settings.host, port=settings.port, router=settings.router_url)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=GRACEFUL_SECONDS,
-    )
+    serve(app, settings.host, settings.port)
 
 
 if __name__ == "__main__":

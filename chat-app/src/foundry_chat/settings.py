@@ -7,12 +7,12 @@ router's settings (docs/router.md), not these.
 from __future__ import annotations
 
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from foundry_chat.profiles import DEFAULT_ROUTES, PROFILES, Route
+from foundry_common.settings import check_url, split_list
 from foundry_common.settings import load_settings as common_load_settings
 
 DEFAULT_ROUTER_URL = "http://router:4000/v1"
@@ -21,24 +21,6 @@ MIN_PASSWORD_CHARS = 8
 MIN_AUTH_SECRET_CHARS = 32
 # Shown as hidden in configuration errors: never echo a secret to the terminal or a log.
 SECRET_VARIABLES = {"CHAT_PASSWORD", "CHAINLIT_AUTH_SECRET", "ROUTER_API_KEY"}
-
-
-def split_list(value: object) -> object:
-    """Comma-separated lists; Compose passes unset variables as empty strings."""
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    return value
-
-
-def check_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ValueError(f"{value!r} is not an http(s) URL like {DEFAULT_ROUTER_URL}")
-    try:
-        parts.port  # noqa: B018 - raises on a port that is not a number
-    except ValueError:
-        raise ValueError(f"{value!r} has an invalid port") from None
-    return value.rstrip("/")
 
 
 class Settings(BaseSettings):
@@ -98,7 +80,7 @@ class Settings(BaseSettings):
     @field_validator("router_url")
     @classmethod
     def _check_router_url(cls, value: str) -> str:
-        return check_url(value)
+        return check_url(value, example=DEFAULT_ROUTER_URL)
 
     @field_validator("router_api_key", mode="before")
     @classmethod

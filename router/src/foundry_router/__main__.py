@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import structlog
-import uvicorn
 
 from foundry_common.logs import configure_logging
+from foundry_common.server import serve
 from foundry_common.settings import load_settings
 from foundry_router.settings import SECRET_VARIABLES, Settings
 
 log = structlog.get_logger("foundry_router")
-
-# Docker waits 10 s after SIGTERM: open answers get 5 s to finish.
-GRACEFUL_SECONDS = 5
 
 
 def main() -> None:
@@ -23,14 +20,7 @@ def main() -> None:
 
     app = create_app(settings)
     log.info("router_starting", host=settings.host, port=settings.port, upstreams=settings.upstream_urls)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=GRACEFUL_SECONDS,
-    )
+    serve(app, settings.host, settings.port)
 
 
 if __name__ == "__main__":
