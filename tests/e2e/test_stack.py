@@ -231,7 +231,7 @@ def test_both_uis_keep_answering_when_the_embedded_service_stops(
     embedded service changes nothing for either UI, and the model is still listed once."""
     tmp = tmp_path_factory.mktemp("twin")
     twin = start_gateway(
-        tmp / "data", tmp / "twin.log", GATEWAY_HOST="0.0.0.0", PORT=str(twin_port),
+        tmp / "data", tmp / "twin.log", port=twin_port, GATEWAY_HOST="0.0.0.0",
         FOUNDRY_MODEL_PATH=str(tiny_model), FOUNDRY_MODEL_ID=EMBEDDED_MODEL,
     )  # fmt: skip
     twin_name = f"host.docker.internal:{twin_port}"

@@ -114,8 +114,9 @@ class GatewayProcess:
         return terminate(self.proc, timeout)
 
 
-def start_gateway(data_dir: Path, log_path: Path, **env: str) -> GatewayProcess:
-    port = free_port()
+def start_gateway(data_dir: Path, log_path: Path, port: int | None = None, **env: str) -> GatewayProcess:
+    """`python -m foundry_embedded` on `port` (a free one by default) with `env` over this process's."""
+    port = port or free_port()
     full_env = {
         **os.environ,
         "PORT": str(port),
