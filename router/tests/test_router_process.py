@@ -263,3 +263,40 @@ def test_no_upstream_at_all_is_a_503_naming_each_and_readyz_says_so(fleet) -> No
     )
     assert response.status_code == 503
     assert gone.url.removeprefix("http://").removesuffix("/v1") in response.json()["error"]["message"]
+
+
+def test_local_cloud_and_auto_routes_through_real_processes(fleet) -> None:
+    local = fleet.paced(first_token_ms=5, token_interval_ms=1)
+    cloud = fleet.paced(first_token_ms=5, token_interval_ms=1)  # any OpenAI server stands in for the cloud
+    router = fleet.router(
+        [local.url], CLOUD_BASE_URL=cloud.url, CLOUD_MODEL="big-cloud-model", CLOUD_API_KEY="cloud-secret",
+        CLOUD_PROMPT_TOKENS="100",
+    )  # fmt: skip
+    router.wait_ready(model=PACED_MODEL)
+    cloud_name = cloud.url.removeprefix("http://").removesuffix("/v1")
+
+    def ask(route: str, content: str = "Hi") -> httpx.Response:
+        return httpx.post(
+            f"{router.base_url}/chat/completions",
+            headers={"x-foundry-route": route},
+            json={"model": PACED_MODEL, "messages": [{"role": "user", "content": content}], "max_tokens": 2},
+            timeout=30,
+        )
+
+    routed = ask("cloud")
+    assert routed.status_code == 200
+    assert routed.headers["x-foundry-upstream"] == cloud_name and routed.headers["x-foundry-upstream-kind"] == "cloud"
+    assert routed.headers["x-foundry-model"] == "big-cloud-model"
+    assert ask("auto").headers["x-foundry-upstream-kind"] == "local"
+    long_prompt = ask("auto", "x" * 600)
+    assert long_prompt.headers["x-foundry-upstream-kind"] == "cloud"
+    assert "CLOUD_PROMPT_TOKENS=100" in long_prompt.headers["x-foundry-route-reason"]
+    assert ask("local", "x" * 600).headers["x-foundry-upstream-kind"] == "local", "local never goes to the cloud"
+
+    local.stop()
+    fallback = ask("auto")
+    assert fallback.status_code == 200 and fallback.headers["x-foundry-upstream-kind"] == "cloud"
+    refused = ask("local")
+    assert refused.status_code == 503 and "no local Foundry Local upstream is reachable" in refused.text
+    assert router.metric("router_route_decisions_total", route="cloud", reason="cloud_route") == 1
+    assert router.metric("router_route_decisions_total", reason="cloud_prompt_size") == 1
