@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.process import REPO, GatewayProcess, start_gateway, tiny_model_dir
+from tests.support.process import REPO, GatewayProcess, ready_gateway, tiny_model_dir
 
 # Chainlit writes its .chainlit/ config folder into its app root when first imported: not into the repo.
 os.environ.setdefault("CHAINLIT_APP_ROOT", str(REPO / ".cache" / "chainlit"))
@@ -44,10 +44,5 @@ def artifacts() -> Path:
 @pytest.fixture(scope="module")
 def gateway(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     """The embedded Foundry Local service serving the tiny model, as a local process; one per test module."""
-    tmp = tmp_path_factory.mktemp("gateway")
-    service = start_gateway(tmp / "data", tmp / "gateway.log", FOUNDRY_MODEL_PATH=str(tiny_model))
-    try:
-        service.wait_for_state({"ready"})
+    with ready_gateway(tmp_path_factory.mktemp("gateway"), FOUNDRY_MODEL_PATH=str(tiny_model)) as service:
         yield service
-    finally:
-        service.stop()

@@ -17,7 +17,7 @@ import pytest
 from chat_support import ChainlitClient
 
 from tests.support.docker import build_image, docker, health, inspect, published_port, require_docker, running_container
-from tests.support.process import GatewayProcess, start_gateway, wait_until
+from tests.support.process import GatewayProcess, ready_gateway, wait_until
 from tests.support.router import RouterProcess, start_router
 
 pytestmark = pytest.mark.e2e
@@ -34,13 +34,8 @@ def image() -> str:
 
 @pytest.fixture(scope="module")
 def host_foundry(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    tmp = tmp_path_factory.mktemp("host-foundry")
-    service = start_gateway(tmp / "data", tmp / "gateway.log", FOUNDRY_MODEL_PATH=str(tiny_model))
-    try:
-        service.wait_for_state({"ready"})
+    with ready_gateway(tmp_path_factory.mktemp("host-foundry"), FOUNDRY_MODEL_PATH=str(tiny_model)) as service:
         yield service
-    finally:
-        service.stop()
 
 
 @pytest.fixture(scope="module")

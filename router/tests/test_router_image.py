@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.support.docker import build_image, docker, health, inspect, published_port, require_docker, running_container
-from tests.support.process import GatewayProcess, start_gateway, wait_until
+from tests.support.process import GatewayProcess, ready_gateway, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -27,15 +27,10 @@ def image() -> str:
 @pytest.fixture(scope="module")
 def runtime(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     tmp = tmp_path_factory.mktemp("router-image-runtime")
-    service = start_gateway(
-        tmp / "data", tmp / "runtime.log", GATEWAY_HOST="0.0.0.0", FOUNDRY_MODEL_PATH=str(tiny_model),
-        FOUNDRY_MODEL_ID=MODEL,
-    )  # fmt: skip
-    try:
-        service.wait_for_state({"ready"})
+    with ready_gateway(
+        tmp, GATEWAY_HOST="0.0.0.0", FOUNDRY_MODEL_PATH=str(tiny_model), FOUNDRY_MODEL_ID=MODEL
+    ) as service:
         yield service
-    finally:
-        service.stop()
 
 
 @pytest.fixture(scope="module")

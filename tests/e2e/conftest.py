@@ -12,7 +12,7 @@ import pytest
 
 from tests.e2e.stack import ADMIN, EMBEDDED_MODEL, HOST_MODEL, Stack, compose, write_timings
 from tests.support.docker import docker, require_docker
-from tests.support.process import REPO, GatewayProcess, free_port, start_gateway
+from tests.support.process import REPO, GatewayProcess, free_port, ready_gateway
 
 # The chat service's Socket.IO client (Chainlit's protocol) lives beside the chat service's own tests.
 CHAT_TESTS = REPO / "chat-app" / "tests"
@@ -55,18 +55,10 @@ def offline_images(tiny_model: Path, artifacts: Path) -> float:
 def host_foundry(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     """The host's Foundry Local: the real runtime on this machine, on 0.0.0.0 so the Docker bridge reaches it."""
     tmp = tmp_path_factory.mktemp("host-foundry")
-    service = start_gateway(
-        tmp / "data",
-        tmp / "host-foundry.log",
-        GATEWAY_HOST="0.0.0.0",
-        FOUNDRY_MODEL_PATH=str(tiny_model),
-        FOUNDRY_MODEL_ID=HOST_MODEL,
-    )
-    try:
-        service.wait_for_state({"ready"})
+    with ready_gateway(
+        tmp, GATEWAY_HOST="0.0.0.0", FOUNDRY_MODEL_PATH=str(tiny_model), FOUNDRY_MODEL_ID=HOST_MODEL
+    ) as service:
         yield service
-    finally:
-        service.stop()
 
 
 @pytest.fixture(scope="package")

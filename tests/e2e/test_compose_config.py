@@ -19,16 +19,7 @@ from tests.support.process import REPO
 pytestmark = pytest.mark.e2e
 
 PROFILES = ["", "embedded", "grafana", "embedded,grafana"]
-ALL_SERVICES = {
-    "foundry-local",
-    "router",
-    "chat-app",
-    "open-webui",
-    "webgpu-static",
-    "prometheus",
-    "blackbox-exporter",
-    "grafana",
-}
+ALL_SERVICES = OFFLINE_SERVICES | {"grafana"}
 # Services whose image writes into its own files at start (documented in compose.yaml).
 WRITABLE_ROOT = {"open-webui", "grafana"}
 # Who reaches the host's Foundry Local: the router (its upstream) and the blackbox exporter (Prometheus' probe).

@@ -9,7 +9,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,3 +132,14 @@ def start_gateway(data_dir: Path, log_path: Path, port: int | None = None, **env
     )
     log_file.close()
     return GatewayProcess(proc=proc, url=f"http://127.0.0.1:{port}", log_path=log_path)
+
+
+@contextmanager
+def ready_gateway(tmp: Path, port: int | None = None, **env: str) -> Iterator[GatewayProcess]:
+    """The embedded service as a process, its data and log under `tmp`, ready to serve; stopped at the end."""
+    service = start_gateway(tmp / "data", tmp / "gateway.log", port, **env)
+    try:
+        service.wait_for_state({"ready"})
+        yield service
+    finally:
+        service.stop()
