@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from foundry_common.config_docs import MARKER, render
+from foundry_common.config_docs import MARKER, render, settings_class
 from tests.support.process import REPO
 
 pytestmark = pytest.mark.unit
@@ -20,6 +20,24 @@ def test_configuration_tables_match_the_settings(page: Path) -> None:
     assert render(text) == text, f"{page.name} is out of date: run scripts/docs-config"
 
 
-def test_the_router_page_has_its_table() -> None:
-    targets = {m.group("target") for m in MARKER.finditer((REPO / "docs" / "router.md").read_text())}
-    assert targets == {"foundry_router.settings:Settings"}
+@pytest.mark.parametrize(
+    ("page", "target"),
+    [
+        ("router.md", "foundry_router.settings:Settings"),
+        ("foundry-local.md", "foundry_embedded.settings:Settings"),
+        ("chat-app.md", "foundry_chat.settings:Settings"),
+    ],
+)
+def test_the_service_page_has_its_table(page: str, target: str) -> None:
+    targets = {m.group("target") for m in MARKER.finditer((REPO / "docs" / page).read_text())}
+    assert targets == {target}
+
+
+def test_every_setting_says_what_it_sets() -> None:
+    for target in (
+        "foundry_embedded.settings:Settings",
+        "foundry_chat.settings:Settings",
+        "foundry_router.settings:Settings",
+    ):
+        undescribed = [n for n, f in settings_class(target).model_fields.items() if not f.description]
+        assert not undescribed, f"{target}: add description= to {undescribed}"

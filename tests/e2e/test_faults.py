@@ -150,7 +150,7 @@ def test_docker_kill_mid_stream_keeps_the_partial_answer(faults: Stack) -> None:
     assert faults.chat_metric(MESSAGES, outcome="interrupted") == before[0] + 1
     assert faults.router_metric(OPERATIONS, error_type="connection") == before[1] + 1
     assert httpx.get(f"{faults.url('router')}/readyz", timeout=5).status_code == 503, "the upstream is marked down"
-    # Docker never restarts a container an operator killed: `docker compose up -d` (README) brings it back.
+    # Docker never restarts a container an operator killed: `docker compose up -d` (docs/reliability.md) brings it back.
     assert inspect(foundry)["State"]["Status"] == "exited"
     up(faults)
     assert_answers_again(faults, "And now?")

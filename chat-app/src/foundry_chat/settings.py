@@ -1,4 +1,4 @@
-"""Configuration from environment variables (documented in the README's configuration table).
+"""Configuration from environment variables (documented in docs/chat-app.md, generated from these fields).
 
 The chat has one upstream: the router (ROUTER_URL). Upstream discovery, failover and the cloud rules are the
 router's settings (docs/router.md), not these.
@@ -26,41 +26,99 @@ SECRET_VARIABLES = {"CHAT_PASSWORD", "CHAINLIT_AUTH_SECRET", "ROUTER_API_KEY"}
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
-    host: str = Field("0.0.0.0", validation_alias="CHAT_HOST")
-    port: int = Field(8080, ge=1, le=65535, validation_alias="CHAT_PORT")
+    host: str = Field("0.0.0.0", validation_alias="CHAT_HOST", description="the address the chat service binds")
+    port: int = Field(8080, ge=1, le=65535, validation_alias="CHAT_PORT", description="the chat service's port")
 
     # The one upstream: the router's OpenAI base URL, the key it asks for (any text when it asks for none), and how
     # often its /readyz is read for the model list, the upstreams' states and the download banner.
-    router_url: str = Field(DEFAULT_ROUTER_URL, validation_alias="ROUTER_URL")
-    router_api_key: SecretStr = Field(SecretStr("not-needed"), validation_alias="ROUTER_API_KEY")
-    router_poll_seconds: float = Field(2.0, gt=0, le=300, validation_alias="ROUTER_POLL_SECONDS")
+    router_url: str = Field(
+        DEFAULT_ROUTER_URL, validation_alias="ROUTER_URL", description="the one upstream: the router's OpenAI base URL"
+    )
+    router_api_key: SecretStr = Field(
+        SecretStr("not-needed"),
+        validation_alias="ROUTER_API_KEY",
+        description="the key the router asks for (any text when it asks for none); Compose gives the router the same",
+    )
+    router_poll_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=300,
+        validation_alias="ROUTER_POLL_SECONDS",
+        description="how often the router's `/readyz` is read (models, upstreams' states, the download banner)",
+    )
     # The model offered first (the course's variable), when the router serves it.
-    model: str | None = Field(None, validation_alias="MODEL")
+    model: str | None = Field(
+        None,
+        validation_alias="MODEL",
+        description="the model the chat picks first when it is loaded (otherwise the first loaded one)",
+    )
     # Each chat profile's route, sent to the router as X-Foundry-Route: local, cloud or auto.
     profile_routes: Annotated[dict[str, Route], NoDecode] = Field(
-        default_factory=lambda: dict(DEFAULT_ROUTES), validation_alias="PROFILE_ROUTES"
+        default_factory=lambda: dict(DEFAULT_ROUTES),
+        validation_alias="PROFILE_ROUTES",
+        description="route per chat profile: `local`, `cloud` or `auto` (local first, cloud fallback)",
     )
 
     # Chat defaults (each user can change them in the chat settings).
-    system_prompt: str = Field("You are a helpful assistant. Answer concisely.", validation_alias="SYSTEM_PROMPT")
-    temperature: float = Field(0.7, ge=0, le=2, validation_alias="TEMPERATURE")
-    max_tokens: int = Field(512, ge=1, le=32768, validation_alias="MAX_TOKENS")
-    context_tokens: int = Field(4096, ge=256, validation_alias="CONTEXT_TOKENS")
-    max_input_chars: int = Field(8000, ge=1, validation_alias="MAX_INPUT_CHARS")
+    system_prompt: str = Field(
+        "You are a helpful assistant. Answer concisely.",
+        validation_alias="SYSTEM_PROMPT",
+        description="the default system prompt (users can change it in the chat settings)",
+    )
+    temperature: float = Field(0.7, ge=0, le=2, validation_alias="TEMPERATURE", description="the default temperature")
+    max_tokens: int = Field(
+        512, ge=1, le=32768, validation_alias="MAX_TOKENS", description="the default answer length in tokens"
+    )
+    context_tokens: int = Field(
+        4096, ge=256, validation_alias="CONTEXT_TOKENS", description="the context budget: history + question + answer"
+    )
+    max_input_chars: int = Field(
+        8000, ge=1, validation_alias="MAX_INPUT_CHARS", description="the longest message accepted"
+    )
     # Streamed tokens are sent to the browser at most once per interval per session (the first at once).
-    stream_interval_ms: float = Field(30.0, ge=0, le=1000, validation_alias="STREAM_INTERVAL_MS")
+    stream_interval_ms: float = Field(
+        30.0,
+        ge=0,
+        le=1000,
+        validation_alias="STREAM_INTERVAL_MS",
+        description="streamed tokens go to the browser at most once per interval (the first at once)",
+    )
     # The longest wait for the router's next bytes: its first token (queueing included), or the next one.
-    request_timeout_seconds: float = Field(300.0, gt=0, validation_alias="REQUEST_TIMEOUT_SECONDS")
+    request_timeout_seconds: float = Field(
+        300.0,
+        gt=0,
+        validation_alias="REQUEST_TIMEOUT_SECONDS",
+        description="the longest the chat waits for the router's next bytes (the first token, and between tokens)",
+    )
 
-    log_level: Literal["debug", "info", "warning", "error"] = Field("info", validation_alias="LOG_LEVEL")
-    log_format: Literal["json", "console"] = Field("json", validation_alias="LOG_FORMAT")
-    log_prompts: bool = Field(False, validation_alias="LOG_PROMPTS")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", validation_alias="LOG_LEVEL", description="`debug`, `info`, `warning`, `error`"
+    )
+    log_format: Literal["json", "console"] = Field(
+        "json", validation_alias="LOG_FORMAT", description="`json` (one object per line) or `console`"
+    )
+    log_prompts: bool = Field(
+        False, validation_alias="LOG_PROMPTS", description="log the prompts sent upstream (off: prompts are private)"
+    )
 
     # Optional login (off unless CHAT_PASSWORD is set): one user, CHAT_USERNAME with CHAT_PASSWORD.
-    chat_username: str = Field("admin", validation_alias="CHAT_USERNAME")
-    chat_password: SecretStr | None = Field(None, validation_alias="CHAT_PASSWORD")
+    chat_username: str = Field(
+        "admin", validation_alias="CHAT_USERNAME", description="the login name that goes with `CHAT_PASSWORD`"
+    )
+    chat_password: SecretStr | None = Field(
+        None,
+        validation_alias="CHAT_PASSWORD",
+        description="the chat's password (8+ characters); when set, the chat asks for a login (unset: no login)",
+    )
     # Signs Chainlit's login tokens (JWT). Unset: a random secret per start, so every login ends at a restart.
-    chainlit_auth_secret: SecretStr | None = Field(None, validation_alias="CHAINLIT_AUTH_SECRET")
+    chainlit_auth_secret: SecretStr | None = Field(
+        None,
+        validation_alias="CHAINLIT_AUTH_SECRET",
+        description=(
+            "signs the chat's login tokens (32+ characters; unset: a random key at each start); "
+            "set it so logins survive a restart"
+        ),
+    )
 
     @field_validator("model", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ import importlib
 import re
 from pathlib import Path
 
+from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
@@ -24,6 +25,8 @@ def shown_default(field: FieldInfo) -> str:
         return "(required)"
     else:
         value = field.default
+    if isinstance(value, SecretStr):  # a default is in the source anyway: no secret
+        value = value.get_secret_value()
     if value is None or value == [] or value == {}:
         return "(unset)"
     if isinstance(value, list):

@@ -1,4 +1,4 @@
-"""Configuration from environment variables (documented in the README's configuration table)."""
+"""Configuration from environment variables (documented in docs/foundry-local.md, generated from these fields)."""
 
 from __future__ import annotations
 
@@ -13,22 +13,58 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
     # Gateway (the only thing reachable from outside the container).
-    host: str = Field("0.0.0.0", validation_alias="GATEWAY_HOST")
-    port: int = Field(5273, ge=1, le=65535, validation_alias="PORT")
+    host: str = Field(
+        "0.0.0.0", validation_alias="GATEWAY_HOST", description="the address the gateway binds (inside the container)"
+    )
+    port: int = Field(5273, ge=1, le=65535, validation_alias="PORT", description="the embedded service's gateway port")
 
     # Model choice: a local folder wins over a catalog alias.
-    foundry_model: str = Field("qwen2.5-0.5b", validation_alias="FOUNDRY_MODEL")
-    foundry_model_path: Path | None = Field(None, validation_alias="FOUNDRY_MODEL_PATH")
-    foundry_model_id: str | None = Field(None, validation_alias="FOUNDRY_MODEL_ID")
+    foundry_model: str = Field(
+        "qwen2.5-0.5b",
+        validation_alias="FOUNDRY_MODEL",
+        description="catalog alias of the embedded model, downloaded once",
+    )
+    foundry_model_path: Path | None = Field(
+        None,
+        validation_alias="FOUNDRY_MODEL_PATH",
+        description="a local model folder to serve instead (wins over `FOUNDRY_MODEL`)",
+    )
+    foundry_model_id: str | None = Field(
+        None,
+        validation_alias="FOUNDRY_MODEL_ID",
+        description=(
+            "the id a local model is registered and served under (`NAME:VERSION`; unset: `<folder>-generic-cpu:1`)"
+        ),
+    )
 
-    data_dir: Path = Field(Path("/data"), validation_alias="FOUNDRY_DATA_DIR")
+    data_dir: Path = Field(
+        Path("/data"),
+        validation_alias="FOUNDRY_DATA_DIR",
+        description="runtime state, model cache and runtime logs (a volume in the container)",
+    )
 
-    default_max_tokens: int = Field(512, ge=1, validation_alias="DEFAULT_MAX_TOKENS")
-    max_request_bytes: int = Field(1_048_576, ge=1024, validation_alias="MAX_REQUEST_BYTES")
-    upstream_timeout_seconds: float = Field(300.0, gt=0, validation_alias="UPSTREAM_TIMEOUT_SECONDS")
+    default_max_tokens: int = Field(
+        512,
+        ge=1,
+        validation_alias="DEFAULT_MAX_TOKENS",
+        description="`max_tokens` added when a client sends none (capped at half the model's context)",
+    )
+    max_request_bytes: int = Field(
+        1_048_576, ge=1024, validation_alias="MAX_REQUEST_BYTES", description="largest accepted request body"
+    )
+    upstream_timeout_seconds: float = Field(
+        300.0,
+        gt=0,
+        validation_alias="UPSTREAM_TIMEOUT_SECONDS",
+        description="how long the gateway waits on the runtime",
+    )
 
-    log_level: Literal["debug", "info", "warning", "error"] = Field("info", validation_alias="LOG_LEVEL")
-    log_format: Literal["json", "console"] = Field("json", validation_alias="LOG_FORMAT")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", validation_alias="LOG_LEVEL", description="`debug`, `info`, `warning`, `error`"
+    )
+    log_format: Literal["json", "console"] = Field(
+        "json", validation_alias="LOG_FORMAT", description="`json` (one object per line) or `console`"
+    )
 
     @field_validator("foundry_model_path", mode="before")
     @classmethod
