@@ -122,7 +122,6 @@ async def admit(router: Router, exchange: Exchange, remaining: list[Target]) -> 
         by_upstream = {s.upstream: s for s in router.registry.statuses}
         ordered = [t for t in least_busy(remaining, by_upstream) if t.upstream in by_upstream]
         if not ordered:
-            remaining.clear()
             raise ClientError(503, "The upstreams went away while the request waited.", "no_upstream", "server_error")
         for target in ordered:
             status = by_upstream[target.upstream]
@@ -175,16 +174,15 @@ async def answer_from(router: Router, exchange: Exchange, target: Target, status
     if response.status >= 400:
         body = await read_or_fail(response)
         room = refitted_room(exchange, response.status, body)
-        if room is None:
-            raise_for_status(response.status, body)
-            return finish_refusal(router, exchange, target, status, response, body)
-        # We chose max_tokens and the upstream says exactly how much fits: one more try with that.
-        exchange.fitted_max_tokens = exchange.payload["max_tokens"] = room
-        response = await send(router, exchange, target)
-        if response.status >= 400:
-            body = await read_or_fail(response)
-            raise_for_status(response.status, body)
-            return finish_refusal(router, exchange, target, status, response, body)
+        if room is not None:
+            # We chose max_tokens and the upstream says exactly how much fits: one more try with that.
+            exchange.fitted_max_tokens = exchange.payload["max_tokens"] = room
+            response = await send(router, exchange, target)
+            if response.status >= 400:
+                body = await read_or_fail(response)
+    if response.status >= 400:
+        raise_for_status(response.status, body)
+        return finish_refusal(router, exchange, target, status, response, body)
     ours = where_it_ran(exchange, target, status, candidates)
     record_decision(router, exchange, target)
     if not exchange.stream:
