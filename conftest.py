@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.postgres import PostgresNotInstalled, PostgresServer, start_postgres
 from tests.support.process import REPO, GatewayProcess, ready_gateway, tiny_model_dir
 
 # Chainlit writes its .chainlit/ config folder into its app root when first imported: not into the repo.
 os.environ.setdefault("CHAINLIT_APP_ROOT", str(REPO / ".cache" / "chainlit"))
+Path(os.environ["CHAINLIT_APP_ROOT"]).mkdir(parents=True, exist_ok=True)
 
 TIERS = {"unit", "integration", "e2e", "browser"}
 
@@ -46,3 +48,19 @@ def gateway(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     """The embedded Foundry Local service serving the tiny model, as a local process; one per test module."""
     with ready_gateway(tmp_path_factory.mktemp("gateway"), FOUNDRY_MODEL_PATH=str(tiny_model)) as service:
         yield service
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server (Debian's package, as a local process) for the whole session.
+
+    Its `url` is the `postgres` database; give each test or module its own with `postgres.create_database(name)`.
+    """
+    try:
+        server = start_postgres(tmp_path_factory.mktemp("postgres"))
+    except PostgresNotInstalled as exc:
+        raise pytest.fail.Exception(str(exc), pytrace=False) from None
+    try:
+        yield server
+    finally:
+        server.stop()

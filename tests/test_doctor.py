@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.support.chat import start_chat
 from tests.support.process import REPO, GatewayProcess, free_port
 from tests.support.router import RouterProcess, start_router
 
@@ -134,3 +136,26 @@ def test_a_router_that_refuses_the_clients_key_is_a_failure(gateway: GatewayProc
     assert "ROUTER_API_KEYS" in refused["router /v1/models"]["fix"]
     assert accepted["router /v1/models"]["mark"] == "ok"
     assert "router warning" not in accepted
+
+
+def test_the_chat_history_is_reported_and_when_off_the_reason_is_a_failure(
+    gateway: GatewayProcess, tmp_path: Path
+) -> None:
+    chat = start_chat(tmp_path / "chat", [f"{gateway.url}/v1"])
+    try:
+        chat.wait_healthy()
+        _, checks = doctor(CHAT_APP_PORT=chat.url.rsplit(":", 1)[1])
+        assert checks["chat history"]["mark"] == "ok" and "chat.db" in checks["chat history"]["detail"]
+    finally:
+        chat.stop()
+    with sqlite3.connect(tmp_path / "chat" / "data" / "chat.db") as db:
+        db.execute("UPDATE schema_version SET version = version + 1")  # as if a newer release had written it
+    chat = start_chat(tmp_path / "chat", [f"{gateway.url}/v1"])
+    try:
+        chat.wait_healthy()
+        code, checks = doctor(CHAT_APP_PORT=chat.url.rsplit(":", 1)[1])
+    finally:
+        chat.stop()
+    assert code == 1 and checks["chat history"]["mark"] == "FAIL"
+    assert "newer than this release knows" in checks["chat history"]["detail"]
+    assert "restart chat-app" in checks["chat history"]["fix"]

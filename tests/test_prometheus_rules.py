@@ -59,6 +59,8 @@ def test_every_alert_tells_the_operator_what_to_do() -> None:
         "RouterRejectionRatioHigh",
         "ChatErrorRatioHigh",
         "ChatTimeToFirstTokenHigh",
+        "ChatHistoryDown",
+        "ChatHistoryWritesFailing",
         "ScrapeTargetDown",
     }
     tested = (PROMETHEUS / "tests" / "foundry-stack.rules.test.yml").read_text()

@@ -88,16 +88,41 @@ def login(url: str, username: str, password: str) -> httpx.Response:
     return httpx.post(f"{url}/login", data={"username": username, "password": password}, timeout=10)
 
 
+async def browser_cookies(url: str) -> dict[str, str]:
+    """What the login page does without a password (the history's single local user): `POST /auth/header`."""
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        config = (await http.get("/auth/config")).json()
+        if not (config.get("requireLogin") and config.get("headerAuth")):
+            return {}
+        response = await http.post("/auth/header")
+        response.raise_for_status()
+        return {"access_token": response.cookies["access_token"]}
+
+
 class ChainlitClient:
     """One browser tab: a Chainlit session over a real Socket.IO connection."""
 
-    def __init__(self, url: str, chat_profile: str = "", cookies: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        chat_profile: str = "",
+        cookies: dict[str, str] | None = None,
+        thread_id: str = "",
+        origin: str | None = None,
+    ) -> None:
         self.url = url
         self.session_id = str(uuid.uuid4())
         self.chat_profile = chat_profile
-        # Sent with the connection as a browser would (e.g. the login's access_token).
-        self.cookies = dict(cookies or {})
-        self.sio = socketio.AsyncClient(reconnection=False)
+        # Sent with the connection as a browser would (e.g. the login's access_token). None: log in as the
+        # page would (the local user, when the chat asks for no password).
+        self.cookies = None if cookies is None else dict(cookies)
+        # A past thread to resume (the sidebar's link), else the thread this session's first message starts.
+        self.thread_id = thread_id
+        # The page's origin, as a browser sends it (None: none, as a script sends).
+        self.origin = origin
+        # No cap on what the server sends, like a browser (aiohttp's default is 4 MB: Chainlit echoes a message in
+        # its on_message step, so a long message would otherwise cut this client's connection, not the server's).
+        self.sio = socketio.AsyncClient(reconnection=False, websocket_extra_options={"max_msg_size": 0})
         self.events: asyncio.Queue[tuple[str, object, float]] = asyncio.Queue()
         self.settings: list = []
 
@@ -110,16 +135,21 @@ class ChainlitClient:
 
         A refused connection (e.g. no valid login) raises socketio.exceptions.ConnectionError.
         """
+        if self.cookies is None:
+            self.cookies = await browser_cookies(self.url)
         cookie = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
+        headers = {"Cookie": cookie} if cookie else {}
+        if self.origin:
+            headers["Origin"] = self.origin
         await self.sio.connect(
             self.url,
-            headers={"Cookie": cookie} if cookie else {},
+            headers=headers,
             socketio_path="/ws/socket.io",
             transports=["websocket"],
             auth={
                 "sessionId": self.session_id,
                 "clientType": "webapp",
-                "threadId": "",
+                "threadId": self.thread_id,
                 "userEnv": "{}",
                 "chatProfile": self.chat_profile,
             },
@@ -145,6 +175,8 @@ class ChainlitClient:
         reply = Reply(sent_at=time.perf_counter())
         await self.sio.emit("client_message", {"message": step, "fileReferences": []})
         await self._collect(reply, until="task_end", after="task_start", on_first_token=on_first_token)
+        for started in reply.named("first_interaction"):
+            self.thread_id = started["thread_id"]
         return reply
 
     async def change_settings(self, settings: dict) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from chat_support import ChatProcess, start_chat
+from chat_support import ChatProcess, PacedUpstream, start_chat, start_paced_upstream
 
 from tests.support.process import GatewayProcess
 
@@ -18,3 +18,13 @@ def chat(gateway: GatewayProcess, tmp_path_factory: pytest.TempPathFactory) -> I
         yield service
     finally:
         service.stop()
+
+
+@pytest.fixture(scope="module")
+def paced() -> Iterator[PacedUpstream]:
+    """A quick paced upstream (tests/support/paced_upstream.py): 5 ms to the first token, then one per 2 ms."""
+    upstream = start_paced_upstream(first_token_ms=5, token_interval_ms=2)
+    try:
+        yield upstream
+    finally:
+        upstream.stop()

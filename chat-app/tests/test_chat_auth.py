@@ -1,4 +1,4 @@
-"""The optional login (CHAT_PASSWORD): Chainlit's password login with its signed token cookie, off by default."""
+"""Who is chatting: the local user by default, accounts with passwords (CHAT_PASSWORD, CHAT_USERS) when set."""
 
 from __future__ import annotations
 
@@ -140,40 +140,79 @@ def test_the_right_password_logs_in_and_the_session_can_chat(guarded: ChatProces
 
 
 @pytest.mark.integration
-def test_without_a_secret_logins_end_at_a_restart(
+def test_without_a_secret_the_key_is_kept_with_the_history(
     gateway: GatewayProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    first = start_with_login(tmp_path_factory, gateway, "first-start")
+    """No CHAINLIT_AUTH_SECRET: a key is generated into CHAT_DATA_DIR, so logins last as long as the threads."""
+    data = tmp_path_factory.mktemp("kept-key")
+    first = start_with_login(tmp_path_factory, gateway, "first-start", CHAT_DATA_DIR=str(data))
     try:
         token = access_token(first)
         starts = [e for e in log_events(first.log_path) if e.get("event") == "login_required"]
-        assert starts and "random" in starts[0]["tokens_signed_with"]
+        assert starts and "generated into" in starts[0]["tokens_signed_with"]
+        assert (data / "auth-secret").stat().st_mode & 0o777 == 0o600, "only the service's user reads the key"
+    finally:
+        first.stop()
+    again = start_with_login(tmp_path_factory, gateway, "same-data", CHAT_DATA_DIR=str(data))
+    try:
 
         async def chat_with(chat: ChatProcess) -> None:
             client = ChainlitClient(chat.url, cookies={"access_token": token})
             await client.connect()
             await client.close()
 
-        asyncio.run(chat_with(first))
+        asyncio.run(chat_with(again))  # the same key: the login survived the restart
+        assert (
+            "the key in"
+            in next(e for e in log_events(again.log_path) if e.get("event") == "login_required")["tokens_signed_with"]
+        )
     finally:
-        first.stop()
-    second = start_with_login(tmp_path_factory, gateway, "second-start")
+        again.stop()
+    elsewhere = start_with_login(tmp_path_factory, gateway, "other-data")
     try:
-        asyncio.run(refused(second, {"access_token": token}))
-        assert access_token(second), "a new login works"
+        asyncio.run(refused(elsewhere, {"access_token": token}))  # another key: that token means nothing there
     finally:
-        second.stop()
+        elsewhere.stop()
 
 
 @pytest.mark.integration
-def test_without_a_password_there_is_no_login(chat: ChatProcess) -> None:
+def test_with_the_history_off_and_no_secret_logins_end_at_a_restart(
+    gateway: GatewayProcess, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    first = start_with_login(tmp_path_factory, gateway, "no-history", CHAT_HISTORY="false")
+    try:
+        starts = [e for e in log_events(first.log_path) if e.get("event") == "login_required"]
+        assert starts and "random" in starts[0]["tokens_signed_with"]
+    finally:
+        first.stop()
+
+
+@pytest.mark.integration
+def test_without_a_password_every_visitor_is_the_local_user(chat: ChatProcess) -> None:
+    """The thread list needs a user: the login page gets the local user's token at once (/auth/header)."""
     auth = chat.get("/auth/config").json()
-    assert not auth["requireLogin"] and not auth["passwordAuth"]
+    assert auth["requireLogin"] and auth["headerAuth"] and not auth["passwordAuth"]
+    token = httpx.post(f"{chat.url}/auth/header", timeout=5).cookies["access_token"]
+    assert jwt.decode(token, options={"verify_signature": False})["identifier"] == "local"
 
     async def scenario():
-        client = ChainlitClient(chat.url)
+        client = ChainlitClient(chat.url)  # logs in as the page does
         started = await client.connect()
         await client.close()
         return started
 
     assert asyncio.run(scenario()).named("chat_settings")
+
+
+@pytest.mark.integration
+def test_with_the_history_off_and_no_password_there_is_no_login(
+    gateway: GatewayProcess, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    service = start_chat(tmp_path_factory.mktemp("no-login"), [f"{gateway.url}/v1"], CHAT_HISTORY="false")
+    try:
+        service.wait_healthy()
+        auth = service.get("/auth/config").json()
+        assert not auth["requireLogin"] and not auth["headerAuth"] and not auth["passwordAuth"]
+        assert asyncio.run(ChainlitClient(service.url, cookies={}).connect()).named("chat_settings")
+    finally:
+        service.stop()

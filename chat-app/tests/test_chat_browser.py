@@ -42,7 +42,10 @@ def test_send_a_message_and_see_the_streamed_answer(chat: ChatProcess, artifacts
             submit.click()
             answer = page.locator('[data-step-type="assistant_message"]').last
             expect(answer).to_contain_text(" tokens · ", timeout=30_000)
-            expect(page.get_by_text("Hello from the browser test")).to_be_visible()
+            # In the conversation (the sidebar lists the thread under the same words).
+            expect(
+                page.locator('[data-step-type="user_message"]').get_by_text("Hello from the browser test")
+            ).to_be_visible()
             page.screenshot(path=str(artifacts / "chat-app-answer.png"), full_page=True)
         finally:
             browser.close()

@@ -13,6 +13,11 @@ paced upstream is the fair measure of the service's own overhead.
 
 Targets (issue 3): TTFT p50 overhead <= 10 ms at 1 session, TTFT p95 ratio <= 1.2 at 32 sessions,
 tokens/s >= 0.95x direct, event-loop lag < 50 ms, idle RSS <= 150 MB.
+
+The history (issue 12): the same sessions against three chat services on the paced upstream, one without history
+(CHAT_HISTORY=false), one on SQLite, one on PostgreSQL (Debian's server, as the tests run it), taking turns at each
+count. Targets: TTFT p50 overhead of persistence <= 5 ms at 8 sessions, completion time ratio <= 1.05 at 32.
+`--history-only` runs just that part.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from chat_support import ChainlitClient  # noqa: E402
 
 from tests.support.chat import ChatProcess, start_chat  # noqa: E402
 from tests.support.paced import PACED_MODEL, start_paced_upstream  # noqa: E402
+from tests.support.postgres import start_postgres  # noqa: E402
 from tests.support.process import start_gateway, tiny_model_dir  # noqa: E402
 
 SYSTEM_PROMPT = "You are a helpful assistant. Answer concisely."
@@ -181,6 +187,49 @@ async def compare(name: str, upstream_url: str, model: str, chat: ChatProcess, m
     await direct_client.close()
 
 
+async def compare_history(chats: dict[str, ChatProcess], counts: list[int], rounds: int) -> None:
+    """Each count, `rounds` times: every chat in turn (so that drift hits them alike); medians of the rounds."""
+    for chat in chats.values():
+        await measure_chat(2, chat)  # warm-up: connections, the schema's first pages
+    print(f"\n== the history's cost (paced upstream; median of {rounds} rounds of {len(QUESTIONS)} turns per session)")
+    print(f"{'sessions':>8} {'history':>10} {'TTFT p50':>9} {'total s':>8} | {'p50 +ms':>7} {'total x':>7}")
+    for count in counts:
+        runs: dict[str, list[Run]] = {name: [] for name in chats}
+        for _ in range(rounds):
+            for name, chat in chats.items():
+                runs[name].append((await measure_chat(count, chat))[0])
+        base_p50 = statistics.median(run.ttft(50) for run in runs["off"])
+        base_seconds = statistics.median(run.seconds for run in runs["off"])
+        for name, measured in runs.items():
+            p50 = statistics.median(run.ttft(50) for run in measured)
+            seconds = statistics.median(run.seconds for run in measured)
+            print(f"{count:>8} {name:>10} {p50 * 1000:>7.1f}ms {seconds:>8.2f}", end="")
+            if name == "off":
+                print()
+            else:
+                print(f" | {(p50 - base_p50) * 1000:>+7.1f} {seconds / base_seconds:>7.3f}")
+
+
+def run_history(tmp: Path, paced_url: str, max_tokens: int, counts: list[int], rounds: int) -> None:
+    postgres = start_postgres(tmp / "postgres")
+    chats: dict[str, ChatProcess] = {}
+    try:
+        databases = {"off": {"CHAT_HISTORY": "false"}, "sqlite": {}, "postgresql": {
+            "DATABASE_URL": postgres.create_database("bench")}}  # fmt: skip
+        for name, env in databases.items():
+            chats[name] = start_chat(
+                tmp / f"history-{name}", [paced_url], MAX_TOKENS=str(max_tokens), LOG_LEVEL="warning",
+                UPSTREAM_MAX_CONCURRENCY="1024", **env,
+            )  # fmt: skip
+        for chat in chats.values():
+            chat.wait_healthy()
+        asyncio.run(compare_history(chats, counts, rounds))
+    finally:
+        for chat in chats.values():
+            chat.stop()
+        postgres.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sessions", default="1,8,32", help="concurrent session counts (default 1,8,32)")
@@ -188,9 +237,19 @@ def main() -> None:
     parser.add_argument("--first-token-ms", type=float, default=20.0, help="the paced upstream's time to first token")
     parser.add_argument("--token-interval-ms", type=float, default=10.0, help="the paced upstream's token interval")
     parser.add_argument("--paced-only", action="store_true", help="skip the embedded runtime")
+    parser.add_argument("--history-only", action="store_true", help="only the history's cost (no history, SQLite, PG)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the history comparison (default 3)")
     args = parser.parse_args()
     counts = [int(n) for n in args.sessions.split(",")]
     print(f"chat benchmark: sessions {counts}; the chat service, its router and the upstreams run as local processes")
+    if args.history_only:
+        with tempfile.TemporaryDirectory() as tmp_name:
+            paced = start_paced_upstream(args.first_token_ms, args.token_interval_ms)
+            try:
+                run_history(Path(tmp_name), paced.url, args.max_tokens, counts, args.rounds)
+            finally:
+                paced.stop()
+        return
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -215,6 +274,7 @@ def main() -> None:
                 f"paced upstream: first token {args.first_token_ms:.0f} ms, then 1 per {args.token_interval_ms:.0f} ms"
             )
             asyncio.run(compare(label, paced_url, PACED_MODEL, chats[0], args.max_tokens, counts))
+            run_history(tmp, paced_url, args.max_tokens, counts, args.rounds)
             if args.paced_only:
                 return
             asyncio.run(

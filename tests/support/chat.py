@@ -98,6 +98,8 @@ def start_chat(tmp: Path, upstream_urls: list[str], router: RouterProcess | None
         "CHAT_HOST": "127.0.0.1",
         "CHAT_PORT": str(port),
         "CHAINLIT_APP_ROOT": str(tmp / "chainlit"),
+        # The history (SQLite) and its token key: one per test's folder unless DATABASE_URL says otherwise.
+        "CHAT_DATA_DIR": str(tmp / "data"),
         "ROUTER_URL": router.base_url,
         "ROUTER_POLL_SECONDS": "1",
         "LOG_FORMAT": "json",

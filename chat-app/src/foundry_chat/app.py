@@ -38,17 +38,35 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     add_operational_routes(app, service)
 
-    prepare_chainlit_root()
+    prepare_chainlit_root(settings.chat_allowed_origins)
     from chainlit.utils import mount_chainlit  # imported late: Chainlit reads its folder at import
 
-    from foundry_chat.auth import install_password_login
-    from foundry_chat.chainlit_fixes import remove_blocking_sleeps
+    from foundry_chat.auth import install_login
+    from foundry_chat.chainlit_fixes import accept_long_messages, remove_blocking_sleeps
+    from foundry_chat.feedback import add_feedback_routes
+    from foundry_chat.login_guard import install_login_guard
 
     remove_blocking_sleeps()
+    accept_long_messages()
     # Before mounting: Chainlit checks then that a login comes with a token secret.
-    install_password_login(settings)
+    install_login(settings)
+    register_data_layer(service)
+    # Before the mount, which would shadow them: Chainlit's own feedback routes check no ownership.
+    add_feedback_routes(app, service)
     mount_chainlit(app=app, target=str(HANDLERS), path="/")
+    # The login's rate limit, and quiet refusals of bad tokens (login_guard.py).
+    install_login_guard(app, settings)
     return app
+
+
+def register_data_layer(service: Service) -> None:
+    """Always register ours: without one, Chainlit would start its own PostgreSQL-only layer on DATABASE_URL."""
+    import chainlit as cl
+
+    @cl.data_layer
+    def history_layer() -> object:
+        # Asked once, at the first request (after start): None keeps Chainlit's history features off.
+        return service.history.active
 
 
 def add_operational_routes(app: FastAPI, service: Service) -> None:
@@ -69,6 +87,10 @@ def add_operational_routes(app: FastAPI, service: Service) -> None:
         }
         if not status.ready:
             body["message"] = not_ready_message(status)
+        history = service.history
+        body["history"] = {"database": history.where, "ok": history.active is not None or not history.enabled}
+        if history.problem:
+            body["history"]["problem"] = history.problem
         return JSONResponse(body, status_code=200 if status.ready else 503)
 
     @app.get("/metrics", include_in_schema=False)

@@ -1,4 +1,4 @@
-"""A workaround for Chainlit 2.12 behaviour that hurts every user at once.
+"""Workarounds for Chainlit 2.12 behaviour that hurts users: blocking sleeps, and long messages cutting the line.
 
 `chainlit.Message.__init__` and `chainlit.Step.__init__` call `time.sleep(0.001)`: a blocking sleep on the
 event loop, three per user message (the user's message, the on_message step, the reply). With 32
@@ -18,3 +18,14 @@ def remove_blocking_sleeps() -> None:
     # By module path: the package's `chainlit.step` attribute is the step decorator, not the module.
     for name in ("chainlit.message", "chainlit.step"):
         importlib.import_module(name).time = no_sleep  # type: ignore[attr-defined]
+
+
+# Engine.IO closes the connection on a message over its 1 MB default: the page then only says it lost the server.
+# A bigger cap lets a too-long message reach the chat, which refuses it in words (MAX_INPUT_CHARS).
+MAX_SOCKET_MESSAGE_BYTES = 16 * 2**20
+
+
+def accept_long_messages() -> None:
+    from chainlit.server import sio
+
+    sio.eio.max_http_buffer_size = MAX_SOCKET_MESSAGE_BYTES

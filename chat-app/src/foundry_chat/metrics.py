@@ -60,6 +60,22 @@ class ChatMetrics:
             buckets=LAG_BUCKETS,
             registry=r,
         )
+        # The history (data_layer.py): whether it is on, what failed, and the users' ratings of answers.
+        self.history_up = Gauge(
+            "chat_history_up", "1 while the history database is open and its schema current", registry=r
+        )
+        self.history_write_failures = Counter(
+            "chat_history_write_failures", "Writes to the history database that failed, by operation",
+            ("operation",), registry=r,
+        )  # fmt: skip
+        self.history_read_failures = Counter(
+            "chat_history_read_failures", "Reads from the history database that failed", registry=r
+        )
+        self.feedback = Counter(
+            "chat_feedback", "Ratings of answers stored (thumbs up or down), by rating", ("rating",), registry=r
+        )
+        for rating in ("up", "down"):
+            self.feedback.labels(rating)
         for outcome in OUTCOMES:
             self.messages.labels(outcome)
 

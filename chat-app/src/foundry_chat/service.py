@@ -13,6 +13,7 @@ import httpx
 
 from foundry_chat.chat import ChatService
 from foundry_chat.metrics import ChatMetrics
+from foundry_chat.persistence import History
 from foundry_chat.router_client import RouterStatus, RouterWatch
 from foundry_chat.settings import Settings
 
@@ -27,12 +28,14 @@ class Service:
     router: RouterWatch
     chat: ChatService
     http: httpx.AsyncClient
+    history: History
     # Ids of the chat sessions with a connected browser (a set, so reconnects never count twice).
     sessions: set[str] = field(default_factory=set)
 
     _lag_task: asyncio.Task | None = None
 
     async def start(self) -> None:
+        await self.history.start()
         # One read before serving, so that the first page already knows the models.
         await self.router.refresh()
         self.router.start()
@@ -44,6 +47,7 @@ class Service:
         await self.router.stop()
         await self.chat.close()
         await self.http.aclose()
+        await self.history.close()
 
 
 LAG_SAMPLE_SECONDS = 0.1
@@ -73,7 +77,7 @@ def build_service(settings: Settings) -> Service:
         settings.request_timeout_seconds,
         settings.log_prompts,
     )
-    service = Service(settings, metrics, router, chat, http)
+    service = Service(settings, metrics, router, chat, http, History(settings, metrics))
     metrics.track_sessions(lambda: len(service.sessions))
     return service
 

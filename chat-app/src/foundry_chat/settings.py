@@ -20,7 +20,7 @@ MIN_PASSWORD_CHARS = 8
 # HS256 keys shorter than the hash (32 bytes) are weak; PyJWT warns about them too.
 MIN_AUTH_SECRET_CHARS = 32
 # Shown as hidden in configuration errors: never echo a secret to the terminal or a log.
-SECRET_VARIABLES = {"CHAT_PASSWORD", "CHAINLIT_AUTH_SECRET", "ROUTER_API_KEY"}
+SECRET_VARIABLES = {"CHAT_PASSWORD", "CHAT_USERS", "CHAINLIT_AUTH_SECRET", "ROUTER_API_KEY", "DATABASE_URL"}
 
 
 class Settings(BaseSettings):
@@ -110,6 +110,14 @@ class Settings(BaseSettings):
         validation_alias="CHAT_PASSWORD",
         description="the chat's password (8+ characters); when set, the chat asks for a login (unset: no login)",
     )
+    chat_users: SecretStr | None = Field(
+        None,
+        validation_alias="CHAT_USERS",
+        description=(
+            "more accounts, as `name:password` pairs separated by commas (8+ character passwords); each has "
+            "threads of their own"
+        ),
+    )
     # Signs Chainlit's login tokens (JWT). Unset: a random secret per start, so every login ends at a restart.
     chainlit_auth_secret: SecretStr | None = Field(
         None,
@@ -120,12 +128,73 @@ class Settings(BaseSettings):
         ),
     )
 
+    # The chat history (docs/chat-app.md, "History"): Chainlit's data layer over SQLite or PostgreSQL.
+    chat_history: bool = Field(
+        True,
+        validation_alias="CHAT_HISTORY",
+        description="keep conversations in a database: the thread list, resume, feedback (off: nothing is stored)",
+    )
+    database_url: str | None = Field(
+        None,
+        validation_alias="DATABASE_URL",
+        description=(
+            "the history's database: `postgresql://user:password@host:5432/db`, or unset for SQLite in `CHAT_DATA_DIR`"
+        ),
+    )
+    chat_data_dir: str = Field(
+        "data",
+        validation_alias="CHAT_DATA_DIR",
+        description=(
+            "where the SQLite history (`chat.db`) and the generated token key live (relative to the working "
+            "directory: `/app/data` in the image, a named volume)"
+        ),
+    )
+    checkpoint_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        validation_alias="CHECKPOINT_SECONDS",
+        description="how often a streaming answer is saved (what a crash loses at most)",
+    )
+
+    # Login hardening (docs/chat-app.md, "Login").
+    login_max_failures: int = Field(
+        5,
+        ge=1,
+        validation_alias="LOGIN_MAX_FAILURES",
+        description="failed logins from one client within `LOGIN_WINDOW_SECONDS` before it gets 429",
+    )
+    login_window_seconds: float = Field(
+        300.0,
+        gt=0,
+        validation_alias="LOGIN_WINDOW_SECONDS",
+        description="the window in which failed logins are counted, and how long a client then waits",
+    )
+    chat_allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias="CHAT_ALLOWED_ORIGINS",
+        description=(
+            "other web origins that may call the chat's API with a visitor's login (comma-separated; "
+            "unset: the chat's own pages only)"
+        ),
+    )
+
     @field_validator("model", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("chat_password", "chainlit_auth_secret", mode="before")
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _empty_database_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("chat_allowed_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> object:
+        return split_list(value) if isinstance(value, str) else value
+
+    @field_validator("chat_password", "chainlit_auth_secret", "chat_users", mode="before")
     @classmethod
     def _empty_secret_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -156,6 +225,13 @@ class Settings(BaseSettings):
     def _password_length(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < MIN_PASSWORD_CHARS:
             raise ValueError(f"must be at least {MIN_PASSWORD_CHARS} characters (leave it empty for no login)")
+        return value
+
+    @field_validator("chat_users")
+    @classmethod
+    def _users(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_accounts(value.get_secret_value())  # raises with the problem, never the passwords
         return value
 
     @field_validator("chainlit_auth_secret")
@@ -196,8 +272,32 @@ class Settings(BaseSettings):
         return value.lower() if isinstance(value, str) else value
 
     @property
+    def accounts(self) -> dict[str, str]:
+        """Every login: CHAT_USERNAME with CHAT_PASSWORD, and CHAT_USERS."""
+        accounts = parse_accounts(self.chat_users.get_secret_value()) if self.chat_users else {}
+        if self.chat_password is not None:
+            accounts[self.chat_username] = self.chat_password.get_secret_value()
+        return accounts
+
+    @property
     def login_required(self) -> bool:
-        return self.chat_password is not None
+        return self.chat_password is not None or self.chat_users is not None
+
+
+def parse_accounts(text: str) -> dict[str, str]:
+    """`alice:secret-1,bob:secret-2` as {name: password}; the errors name the account, never a password."""
+    accounts: dict[str, str] = {}
+    for number, pair in enumerate(split_list(text), start=1):  # type: ignore[arg-type]
+        name, sep, password = pair.partition(":")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"account {number} is not NAME:PASSWORD")
+        if len(password) < MIN_PASSWORD_CHARS:
+            raise ValueError(f"the password of {name!r} must be at least {MIN_PASSWORD_CHARS} characters")
+        if name in accounts:
+            raise ValueError(f"{name!r} is listed twice")
+        accounts[name] = password
+    return accounts
 
 
 def load_settings() -> Settings:

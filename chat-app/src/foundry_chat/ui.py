@@ -1,8 +1,9 @@
 """Chainlit handlers: what a chat session does. Loaded by Chainlit from this file's path (mount_chainlit).
 
-Per-session state lives in `cl.user_session` (history, settings); nothing here is shared between users
-except the service (the router's status, the client, metrics), which is safe to share. What to decide and what
-to say is in views.py (no Chainlit there); these handlers only show it.
+Per-session state lives in `cl.user_session` (the turns, settings); Chainlit stores the messages through our data
+layer (data_layer.py), and a resumed thread gets its turns back from them (transcript.py). Nothing here is shared
+between users except the service (the router's status, the client, metrics, the history), which is safe to share.
+What to decide and what to say is in views.py (no Chainlit there); these handlers only show it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import uuid
 import chainlit as cl
 import structlog
 from chainlit.input_widget import Select, Slider, TextInput
+from chainlit.types import ThreadDict
+from chainlit.utils import utc_now
 
 from foundry_chat import service as service_module
 from foundry_chat import views
@@ -23,6 +26,7 @@ from foundry_chat.history import Turn, build_prompt
 from foundry_chat.inputs import check_input
 from foundry_chat.profiles import DEFAULT_PROFILE, PROFILES, Profile, profile_by_label
 from foundry_chat.service import Service
+from foundry_chat.transcript import IN_PROGRESS, answer_record, session_metadata, turns_from_steps
 
 log = structlog.get_logger("foundry_chat.ui")
 
@@ -85,12 +89,27 @@ async def start() -> None:
     svc = service()
     svc.sessions.add(cl.context.session.id)
     cl.user_session.set("turns", [])
+    if svc.history.problem:
+        await status_message(views.history_off_text(svc.history.problem))
     status = svc.router.status
     if status.preparing is not None:
         cl.user_session.set("banner_task", asyncio.create_task(download_banner()))
     elif not status.ready:
         await cl.Message(content=views.no_model_text(status), author="Status").send()
     await send_settings()
+
+
+@cl.on_chat_resume
+async def resume(thread: ThreadDict) -> None:
+    """A past thread, opened from the sidebar: Chainlit shows its messages; the next answer sees its turns."""
+    service().sessions.add(cl.context.session.id)
+    turns = turns_from_steps(thread.get("steps") or [])
+    cl.user_session.set("turns", turns)
+    # Chainlit put the thread's stored chat_settings and chat_profile back into the session.
+    chosen = cl.user_session.get("chat_settings") or {}
+    cl.user_session.set("saved_session", session_metadata(cl.user_session.get("chat_profile"), chosen))
+    log.info("thread_resumed", thread_id=thread.get("id"), turns=len(turns))
+    await send_settings(chosen.get("model"))
 
 
 async def download_banner() -> None:
@@ -186,12 +205,19 @@ async def answer_message(message: cl.Message, request_id: str) -> None:
     if prompt.dropped_turns:
         await status_message(views.dropped_turns_text(prompt.dropped_turns, settings.context_tokens))
 
-    reply = cl.Message(content="")
+    # Its time is set now, not when it is first saved: the stored thread keeps the order the user saw.
+    reply = cl.Message(content="", created_at=utc_now(), metadata=answer_record(None, "", IN_PROGRESS))
     stream = CoalescingStream(reply.stream_token, settings.stream_interval_ms / 1000)
+    checkpoints = Checkpoints(reply, svc.history.active, settings.checkpoint_seconds)
+
+    async def on_token(token: str) -> None:
+        await stream.push(token)
+        checkpoints.due()
+
     route = settings.profile_routes[chosen_profile.key]
     try:
         answer = await svc.chat.answer(
-            decision.model, route, prompt.messages, choices.temperature, choices.max_tokens, stream.push, request_id
+            decision.model, route, prompt.messages, choices.temperature, choices.max_tokens, on_token, request_id
         )
         await stream.close()
     except asyncio.CancelledError:
@@ -200,6 +226,7 @@ async def answer_message(message: cl.Message, request_id: str) -> None:
         if reply.content:
             turns.append(Turn(checked.text, reply.content))
             cl.user_session.set("turns", turns)
+            reply.metadata = answer_record(None, reply.content, "stopped")
             reply.content += views.STOPPED_NOTE
             await reply.update()
         raise
@@ -208,8 +235,53 @@ async def answer_message(message: cl.Message, request_id: str) -> None:
     if answer.text:
         turns.append(Turn(checked.text, answer.text))
         cl.user_session.set("turns", turns)
+    reply.metadata = answer_record(answer, answer.text, answer.outcome)
     reply.content = answer.text + views.footer(answer)
     if reply.streaming:
         await reply.update()
     else:
         await reply.send()
+    await save_session()
+
+
+class Checkpoints:
+    """Saves a streaming answer every `interval` seconds, so that a crash loses at most that much of it.
+
+    Each save is a write of the reply as it stands (marked interrupted until the final one replaces it), started
+    as a task so that the stream never waits for the database; a save still running skips the next.
+    """
+
+    def __init__(self, reply: cl.Message, layer: object, interval: float) -> None:
+        self.reply = reply
+        self.layer = layer
+        self.interval = interval
+        self.next_at = 0.0
+        self.task: asyncio.Task | None = None
+
+    def due(self) -> None:
+        if self.layer is None or not self.reply.content:
+            return
+        now = asyncio.get_running_loop().time()
+        if now < self.next_at or (self.task is not None and not self.task.done()):
+            return
+        self.next_at = now + self.interval
+        step = self.reply.to_dict()
+        step["metadata"] = answer_record(None, self.reply.content, IN_PROGRESS)
+        self.task = asyncio.create_task(self.layer.update_step(step))  # type: ignore[attr-defined]
+
+
+async def save_session() -> None:
+    """Wait until the answer is stored, store the thread's profile and settings when they change (Chainlit itself
+    only does it at disconnect, which a crash skips), and tell the user when the history could not store it."""
+    layer = service().history.active
+    thread_id = cl.context.session.thread_id
+    if layer is None or not thread_id:
+        return
+    # The answer counts as done when it is stored: the page's "running" state ends only then.
+    await layer.flush()
+    wanted = session_metadata(cl.user_session.get("chat_profile"), cl.user_session.get("chat_settings"))
+    if wanted != cl.user_session.get("saved_session"):
+        cl.user_session.set("saved_session", wanted)
+        await layer.update_thread(thread_id, metadata=wanted)
+    if problem := layer.take_failure(thread_id):
+        await status_message(views.not_saved_text(problem))

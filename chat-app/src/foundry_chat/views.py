@@ -154,3 +154,14 @@ def footer(answer: Answer) -> str:
     if answer.outcome == "interrupted":
         return f"\n\n**[interrupted]** {answer.error}" + note
     return note
+
+
+def history_off_text(problem: str) -> str:
+    return f"_History is off: {problem}. Answers still work; this conversation will not be kept._"
+
+
+def not_saved_text(problem: str) -> str:
+    return (
+        f"_This conversation could not be saved completely: {problem}. Answers still work, and what was saved "
+        "before is kept._"
+    )
