@@ -3,6 +3,8 @@
 We write our own config there before Chainlit is imported: our UI name, no file uploads (the models
 here are text-only), no session persistence, and our words on the login page. The folder must be writable
 (Chainlit keeps uploads and translations in it); the image points it at a directory the service user owns.
+Its CORS origins are CHAT_ALLOWED_ORIGINS only (none by default), not Chainlit's "*": Chainlit allows credentials,
+so "*" would let any web page call the chat's API with the visitor's login.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ user_env = []
 session_timeout = 3600
 user_session_timeout = 1296000
 cache = false
-allow_origins = ["*"]
+allow_origins = {allow_origins}
 
 [features]
 unsafe_allow_html = false
@@ -88,13 +90,24 @@ def write_translation(root: Path) -> None:
     write_if_changed(folder / "en-US.json", json.dumps(translation, indent=4, ensure_ascii=False))
 
 
-def prepare_chainlit_root() -> Path:
-    """Create the folder with our config and point Chainlit at it; call before importing chainlit."""
+def toml_strings(values: list[str]) -> str:
+    """A TOML array of strings: JSON's, which is TOML but for DEL (U+007F), which TOML wants escaped."""
+    return json.dumps(values, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def prepare_chainlit_root(allowed_origins: list[str]) -> Path:
+    """Create the folder with our config and point Chainlit at it; call before importing chainlit.
+
+    `allowed_origins`: the other web origins whose pages may call the chat's API (CHAT_ALLOWED_ORIGINS); the
+    chat's own pages need none (same-origin requests do not use CORS).
+    """
     from importlib.metadata import version
 
     root = Path(os.environ.get("CHAINLIT_APP_ROOT") or Path(tempfile.gettempdir()) / f"foundry-chat-{__version__}")
     (root / ".chainlit").mkdir(parents=True, exist_ok=True)
-    config = CONFIG.format(chainlit_version=version("chainlit"))
+    # An origin never ends with "/"; the browser's Origin header would not match one that does.
+    origins = [origin.rstrip("/") for origin in allowed_origins]
+    config = CONFIG.format(chainlit_version=version("chainlit"), allow_origins=toml_strings(origins))
     write_if_changed(root / ".chainlit" / "config.toml", config)
     write_translation(root)
     readme = root / "chainlit.md"
