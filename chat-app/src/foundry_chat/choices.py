@@ -140,3 +140,14 @@ def check_choices(chosen: object, settings: Settings, default_prompt: str) -> Ch
         problems=tuple(problems),
         bad=tuple(bad),
     )
+
+
+@dataclass(frozen=True)
+class Request:
+    """What goes to the router for one answer, besides the prompt (defined here: Chainlit loads ui.py by path,
+    where a dataclass cannot be made)."""
+
+    model: str
+    route: str
+    choices: Choices
+    request_id: str

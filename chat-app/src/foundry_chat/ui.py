@@ -20,7 +20,7 @@ from chainlit.utils import utc_now
 
 from foundry_chat import service as service_module
 from foundry_chat import views
-from foundry_chat.choices import check_choices, max_tokens_bounds
+from foundry_chat.choices import Request, check_choices, max_tokens_bounds
 from foundry_chat.coalesce import CoalescingStream
 from foundry_chat.history import Turn, build_prompt
 from foundry_chat.inputs import check_input
@@ -197,11 +197,18 @@ async def answer_message(message: cl.Message, request_id: str) -> None:
         if decision.resend_settings:
             await send_settings()
         return
+    route = settings.profile_routes[chosen_profile.key]
+    await stream_reply(checked.text, Request(decision.model, route, choices, request_id))
+    await save_session()
 
+
+async def stream_reply(question: str, request: Request) -> None:
+    """Send the question after the earlier turns that fit, stream the answer into a reply, keep the turn."""
+    svc = service()
+    settings = svc.settings
+    choices = request.choices
     turns: list[Turn] = cl.user_session.get("turns") or []
-    prompt = build_prompt(
-        choices.system_prompt, turns, checked.text, max(settings.context_tokens - choices.max_tokens, 64)
-    )
+    prompt = build_prompt(choices.system_prompt, turns, question, max(settings.context_tokens - choices.max_tokens, 64))
     if prompt.dropped_turns:
         await status_message(views.dropped_turns_text(prompt.dropped_turns, settings.context_tokens))
 
@@ -214,18 +221,17 @@ async def answer_message(message: cl.Message, request_id: str) -> None:
         await stream.push(token)
         checkpoints.due()
 
-    route = settings.profile_routes[chosen_profile.key]
     try:
         answer = await svc.chat.answer(
-            decision.model, route, prompt.messages, choices.temperature, choices.max_tokens, on_token, request_id
-        )
+            request.model, request.route, prompt.messages, choices.temperature, choices.max_tokens, on_token,
+            request.request_id,
+        )  # fmt: skip
         await stream.close()
     except asyncio.CancelledError:
         # The stop button: keep what was said, in the chat and in the history.
         await stream.close()
         if reply.content:
-            turns.append(Turn(checked.text, reply.content))
-            cl.user_session.set("turns", turns)
+            cl.user_session.set("turns", [*turns, Turn(question, reply.content)])
             reply.metadata = answer_record(None, reply.content, "stopped")
             reply.content += views.STOPPED_NOTE
             await reply.update()
@@ -233,15 +239,13 @@ async def answer_message(message: cl.Message, request_id: str) -> None:
     if answer.outcome in {"failed", "interrupted"}:
         svc.router.wake()  # something changed: the model list and /readyz catch up now, not at the next poll
     if answer.text:
-        turns.append(Turn(checked.text, answer.text))
-        cl.user_session.set("turns", turns)
+        cl.user_session.set("turns", [*turns, Turn(question, answer.text)])
     reply.metadata = answer_record(answer, answer.text, answer.outcome)
     reply.content = answer.text + views.footer(answer)
     if reply.streaming:
         await reply.update()
     else:
         await reply.send()
-    await save_session()
 
 
 class Checkpoints:
