@@ -16,8 +16,9 @@ import pytest
 import socketio
 from chat_support import ChainlitClient, ChatProcess, PacedUpstream, login, start_chat
 
+from foundry_chat.transcript import IN_PROGRESS
 from tests.support.postgres import PostgresServer
-from tests.support.process import log_events
+from tests.support.process import log_events, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -37,11 +38,21 @@ class Chat:
     def client(self, user: str, thread_id: str = "") -> ChainlitClient:
         return ChainlitClient(self.process.url, cookies={"access_token": self.tokens[user]}, thread_id=thread_id)
 
-    def thread(self, user: str, thread_id: str) -> dict:
-        with self.http(user) as http:
-            response = http.get(f"/project/thread/{thread_id}")
-        assert response.status_code == 200, response.text
-        return response.json()
+    def thread(self, user: str, thread_id: str, answers: int = 0) -> dict:
+        """The thread as the sidebar opens it, once it holds `answers` finished answers (the history stores them
+        a few milliseconds after they have streamed)."""
+        found: dict = {}
+
+        def stored() -> bool:
+            with self.http(user) as http:
+                response = http.get(f"/project/thread/{thread_id}")
+            assert response.status_code in {200, 404}, response.text
+            found["thread"] = response.json() if response.status_code == 200 else None
+            done = [a for a in answers_of(found["thread"] or {}) if a["metadata"]["answer"]["outcome"] != IN_PROGRESS]
+            return found["thread"] is not None and len(done) >= answers
+
+        wait_until(stored, 15, f"{answers} answers stored in thread {thread_id}", interval=0.05)
+        return found["thread"]
 
     def threads(self, user: str) -> list[dict]:
         with self.http(user) as http:
@@ -85,8 +96,8 @@ def messages(thread: dict) -> list[tuple[str, str]]:
     ]
 
 
-def answers(thread: dict) -> list[dict]:
-    return [step for step in thread["steps"] if "answer" in (step.get("metadata") or {})]
+def answers_of(thread: dict) -> list[dict]:
+    return [step for step in thread.get("steps", []) if "answer" in (step.get("metadata") or {})]
 
 
 async def a_conversation(chat: Chat, user: str, questions: list[str]) -> ChainlitClient:
@@ -111,12 +122,12 @@ def test_32_sessions_of_5_turns_at_once_store_each_turn_once_in_order(chat: Chat
     listed = {thread["id"] for thread in chat.threads("carol")}
     assert {client.thread_id for client in clients} <= listed
     for session, client in enumerate(clients):
-        thread = chat.thread("carol", client.thread_id)
+        thread = chat.thread("carol", client.thread_id, answers=TURNS)
         stored = messages(thread)
         assert [text for kind, text in stored if kind == "user_message"] == [f"s{session} q{t}" for t in range(TURNS)]
         assert [kind for kind, _ in stored] == ["user_message", "assistant_message"] * TURNS, "each once, in order"
         assert len({step["id"] for step in thread["steps"]}) == len(thread["steps"])
-        for answer in answers(thread):
+        for answer in answers_of(thread):
             record = answer["metadata"]["answer"]
             assert record["outcome"] == "ok" and record["model"] and record["upstream"]
             assert record["output_tokens"] and record["duration_ms"] > 0
@@ -142,6 +153,7 @@ def test_a_resumed_thread_shows_its_messages_keeps_its_settings_and_the_model_se
         return resumed, started.named("chat_settings"), client
 
     thread_id = asyncio.run(first_visit())
+    chat.thread("alice", thread_id, answers=2)  # what a reload right after the answer finds
     resumed, panels, client = asyncio.run(second_visit(thread_id))
     assert client.thread_id == thread_id, "the next message continues the same thread"
     assert [text for kind, text in messages(resumed) if kind == "user_message"] == ["my name is Ada", "what is 2+2?"]
@@ -157,12 +169,13 @@ def test_a_resumed_thread_shows_its_messages_keeps_its_settings_and_the_model_se
         last[-1]["content"],
     ]
     assert all(not m["content"].count("tokens ·") for m in last), "the model gets its words, not the footers"
-    stored = messages(chat.thread("alice", thread_id))
+    stored = messages(chat.thread("alice", thread_id, answers=3))
     assert [kind for kind, _ in stored] == ["user_message", "assistant_message"] * 3
 
 
 def test_rename_and_delete_a_thread(chat: Chat) -> None:
     thread_id = asyncio.run(a_conversation(chat, "alice", ["rename me"])).thread_id
+    chat.thread("alice", thread_id, answers=1)
     with chat.http("alice") as http:
         assert http.put("/project/thread", json={"threadId": thread_id, "name": "Renamed"}).status_code == 200
         assert chat.thread("alice", thread_id)["name"] == "Renamed"
@@ -173,7 +186,7 @@ def test_rename_and_delete_a_thread(chat: Chat) -> None:
 
 def test_feedback_is_stored_with_the_answer_and_counted(chat: Chat) -> None:
     thread_id = asyncio.run(a_conversation(chat, "alice", ["rate me"])).thread_id
-    (answer,) = answers(chat.thread("alice", thread_id))
+    (answer,) = answers_of(chat.thread("alice", thread_id, answers=1))
     ups, downs = (
         chat.process.metric("chat_feedback_total", rating="up"),
         chat.process.metric("chat_feedback_total", rating="down"),
@@ -183,7 +196,7 @@ def test_feedback_is_stored_with_the_answer_and_counted(chat: Chat) -> None:
         response = http.put("/feedback", json={"feedback": rating, "sessionId": str(uuid.uuid4())})
         assert response.status_code == 200, response.text
         feedback_id = response.json()["feedbackId"]
-        (stored,) = answers(chat.thread("alice", thread_id))
+        (stored,) = answers_of(chat.thread("alice", thread_id))
         assert stored["feedback"] == {
             "id": feedback_id,
             "forId": answer["id"],
@@ -197,14 +210,14 @@ def test_feedback_is_stored_with_the_answer_and_counted(chat: Chat) -> None:
         too_long = http.put("/feedback", json={"feedback": {**rating, "comment": "x" * 5000}, "sessionId": "x"})
         assert too_long.status_code == 413 and "the limit is 4000" in too_long.json()["detail"]
         assert http.request("DELETE", "/feedback", json={"feedbackId": feedback_id}).status_code == 200
-    (cleared,) = answers(chat.thread("alice", thread_id))
+    (cleared,) = answers_of(chat.thread("alice", thread_id))
     assert cleared["feedback"] is None
 
 
 def test_no_user_can_read_resume_rename_delete_or_rate_another_users_thread(chat: Chat) -> None:
     client = asyncio.run(a_conversation(chat, "alice", ["alice's secret"]))
     thread_id = client.thread_id
-    (answer,) = answers(chat.thread("alice", thread_id))
+    (answer,) = answers_of(chat.thread("alice", thread_id, answers=1))
     with chat.http("alice") as alice:
         rated = alice.put("/feedback", json={"feedback": {"forId": answer["id"], "value": 1}, "sessionId": "x"})
         feedback_id = rated.json()["feedbackId"]
@@ -226,7 +239,7 @@ def test_no_user_can_read_resume_rename_delete_or_rate_another_users_thread(chat
 
     asyncio.run(bob_resumes())
     thread = chat.thread("alice", thread_id)
-    assert thread["name"] == "alice's secret" and answers(thread)[0]["feedback"]["value"] == 1, "nothing changed"
+    assert thread["name"] == "alice's secret" and answers_of(thread)[0]["feedback"]["value"] == 1, "nothing changed"
 
 
 def test_resuming_a_thread_that_does_not_exist_starts_a_new_chat(chat: Chat) -> None:
@@ -254,7 +267,7 @@ def test_a_10_mb_message_is_refused_in_words_and_nothing_is_lost(chat: Chat) -> 
     thread_id, texts = asyncio.run(scenario())
     assert any("too long" in text.lower() or "characters" in text for text in texts[:-1]), texts[:3]
     assert texts[-1], "the chat still answers"
-    stored = messages(chat.thread("alice", thread_id))
+    stored = messages(chat.thread("alice", thread_id, answers=2))
     questions = [text for kind, text in stored if kind == "user_message"]
     assert questions[0] == "a short question first" and questions[-1] == "still there?"
     assert len(questions[1]) == 100_000, "the refused message is kept only in part"

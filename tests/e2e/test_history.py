@@ -67,16 +67,25 @@ def stored_steps(stack: Stack, thread_id: str) -> list[tuple[str, str, dict]]:
     return [(kind, text, json.loads(metadata)) for kind, text, metadata in json.loads(out)]
 
 
-def conversation(stack: Stack, thread_id: str, cookies: dict[str, str]) -> list[tuple[str, str]]:
-    """The thread as the sidebar gets it (REST, the same login): questions and answers, in order."""
-    with httpx.Client(base_url=stack.url("chat-app"), cookies=cookies, timeout=30) as http:
-        response = http.get(f"/project/thread/{thread_id}")
-    assert response.status_code == 200, response.text
-    return [
-        (step["type"], step["output"])
-        for step in response.json()["steps"]
-        if step["type"] == "user_message" or "answer" in (step.get("metadata") or {})
-    ]
+def conversation(stack: Stack, thread_id: str, cookies: dict[str, str], answers: int = 0) -> list[tuple[str, str]]:
+    """The thread as the sidebar gets it (REST, the same login): questions and answers, in order; once it holds
+    `answers` answers (the history stores them a few milliseconds after they have streamed)."""
+    found: list[tuple[str, str]] = []
+
+    def stored() -> bool:
+        with httpx.Client(base_url=stack.url("chat-app"), cookies=cookies, timeout=30) as http:
+            response = http.get(f"/project/thread/{thread_id}")
+        assert response.status_code in {200, 404}, response.text
+        steps = response.json()["steps"] if response.status_code == 200 else []
+        found[:] = [
+            (step["type"], step["output"])
+            for step in steps
+            if step["type"] == "user_message" or "answer" in (step.get("metadata") or {})
+        ]
+        return response.status_code == 200 and sum(kind == "assistant_message" for kind, _ in found) >= answers
+
+    wait_until(stored, 30, f"{answers} answers in thread {thread_id}", interval=0.1)
+    return found
 
 
 async def ask_all(url: str, questions: list[str], thread_id: str = "") -> str:
@@ -99,7 +108,7 @@ def test_threads_survive_a_restart_a_crash_mid_answer_and_down_up(history: Stack
     url = history.url("chat-app")
     cookies = asyncio.run(browser_cookies(url))
     thread_id = asyncio.run(ask_all(url, ["first question", "second question"]))
-    before = conversation(history, thread_id, cookies)
+    before = conversation(history, thread_id, cookies, answers=2)
     assert [kind for kind, _ in before] == ["user_message", "assistant_message"] * 2
 
     # 1. `docker compose restart`: the same threads, and the same login (its key is on the volume too).
@@ -152,7 +161,7 @@ def test_threads_survive_a_restart_a_crash_mid_answer_and_down_up(history: Stack
     history.wait_chat_ready(EMBEDDED_MODEL)
     assert conversation(history, thread_id, cookies) == after
     asyncio.run(ask_all(url, ["and one more"], thread_id=thread_id))
-    assert conversation(history, thread_id, cookies)[-2] == ("user_message", "and one more")
+    assert conversation(history, thread_id, cookies, answers=4)[-2] == ("user_message", "and one more")
 
 
 @contextmanager
@@ -172,6 +181,7 @@ def second_chat(stack: Stack, *mount: str) -> Iterator[tuple[str, str]]:
 def test_a_read_only_database_turns_the_history_off_in_words_and_the_chat_still_answers(history: Stack) -> None:
     url = history.url("chat-app")
     thread_id = asyncio.run(ask_all(url, ["kept while read-only"]))
+    conversation(history, thread_id, asyncio.run(browser_cookies(url)), answers=1)
     with second_chat(history, "--volume", f"{history.project}_chat-data:/app/data:ro") as (chat_url, name):
         ready = httpx.get(f"{chat_url}/readyz", timeout=10).json()
         assert "read-only" in ready["history"]["problem"] or "cannot be" in ready["history"]["problem"], ready
@@ -206,8 +216,10 @@ def test_a_full_disk_is_said_in_words_and_what_was_stored_stays(history: Stack) 
             # Fill the volume to the last byte, as another program might.
             await asyncio.to_thread(docker, "exec", name, "python", "-c", FILL_DISK)
             reply = await client.ask("and this one?")
+            # The history's verdict comes after the answer (which never waits for the database).
+            notice = await next_text(client, "could not be saved")
             await client.close()
-            return [stored.final_text(), *reply.texts()]
+            return [stored.final_text(), *reply.texts(), notice]
 
         texts = asyncio.run(visit())
         assert EMBEDDED_MODEL in texts[0]
@@ -220,6 +232,13 @@ def test_a_full_disk_is_said_in_words_and_what_was_stored_stays(history: Stack) 
         assert httpx.get(f"{chat_url}/healthz", timeout=5).status_code == 200
         logged = docker("logs", name, check=False).stdout
         assert '"event": "history_write_failed"' in logged and "Traceback" not in logged
+
+
+async def next_text(client: ChainlitClient, words: str) -> str:
+    while True:
+        step = await client.next_event("new_message")
+        if isinstance(step, dict) and words in step.get("output", ""):
+            return step["output"]
 
 
 FILL_DISK = """

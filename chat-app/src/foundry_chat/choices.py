@@ -11,9 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from foundry_chat.inputs import clean_text
-from foundry_chat.settings import Settings
+from foundry_chat.settings import TEMPERATURE_MAX, TEMPERATURE_MIN, Settings
 
-TEMPERATURE_MIN, TEMPERATURE_MAX = 0, 2
 MIN_ANSWER_TOKENS = 16
 # Model ids are short ("phi-4-mini-instruct-generic-cpu:5"); this only keeps a pasted essay out of messages.
 MAX_MODEL_CHARS = 256

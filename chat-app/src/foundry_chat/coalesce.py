@@ -46,10 +46,6 @@ class CoalescingStream:
         await self._cancel_timer()
         await self.flush()
 
-    async def discard(self) -> None:
-        await self._cancel_timer()
-        self._buffer.clear()
-
     async def _flush_later(self, delay: float) -> None:
         await asyncio.sleep(delay)
         self._timer = None

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from foundry_chat.database import explain, feedbacks, steps, threads, users
 from foundry_chat.metrics import ChatMetrics
-from foundry_chat.write_queue import WriteQueue
+from foundry_chat.write_queue import Statements, Work, WriteQueue
 
 log = structlog.get_logger("foundry_chat.history")
 
@@ -87,11 +87,13 @@ class ChatDataLayer(BaseDataLayer):
 
     # --- writes -------------------------------------------------------------------------------------------
 
-    async def _write(
-        self, operation: str, thread_id: str, work: Callable[[AsyncConnection], Awaitable[object]]
-    ) -> bool:
-        """Queue a write; True once it is stored, False when it failed (then logged, counted and remembered)."""
-        return await self._writes.submit(operation, thread_id, work)
+    def _queue(self, operation: str, thread_id: str, work: Work | Statements) -> asyncio.Future[bool]:
+        """Queue a write (Chainlit's own writes need no more: reads wait for the queue, failures are remembered)."""
+        return self._writes.submit(operation, thread_id, work)
+
+    async def _write(self, operation: str, thread_id: str, work: Work | Statements) -> bool:
+        """Queue a write and wait: True once it is stored, False when it failed (logged, counted, remembered)."""
+        return await self._queue(operation, thread_id, work)
 
     def _write_failed(self, operation: str, thread_id: str, exc: Exception) -> None:
         reason, advice = explain(exc)
@@ -136,12 +138,9 @@ class ChatDataLayer(BaseDataLayer):
         values["name"] = (values.get("name") or "")[:255]
         row = {column: values.get(column) for column in STEP_COLUMNS.values()}
         row |= {"id": step_dict["id"], "thread_id": thread_id, "created_at": at}
-
-        async def work(conn: AsyncConnection) -> None:
-            await self._ensure_thread(conn, thread_id, at)
-            await conn.execute(self._step_upsert, row)
-
-        await self._write(operation, thread_id, work)
+        thread = {"thread_id": thread_id, "at": at, "metadata": {}}
+        # Statements, not a function: the writer runs a burst of them as two executemany calls.
+        self._queue(operation, thread_id, ((self._thread_upsert, thread), (self._step_upsert, row)))
 
     @queue_until_user_message()
     async def delete_step(self, step_id: str) -> None:
@@ -153,7 +152,7 @@ class ChatDataLayer(BaseDataLayer):
             await conn.execute(feedbacks.delete().where(feedbacks.c.step_id == step_id))
             await conn.execute(steps.delete().where(steps.c.id == step_id))
 
-        await self._write("delete_step", thread_id, work)
+        self._queue("delete_step", thread_id, work)
 
     async def update_thread(
         self,
@@ -183,7 +182,8 @@ class ChatDataLayer(BaseDataLayer):
             if changes:
                 await conn.execute(threads.update().where(threads.c.id == thread_id).values(**changes))
 
-        await self._write("update_thread", thread_id, work)
+        # Not awaited: Chainlit awaits this before telling the page the thread exists; reads wait for the queue.
+        self._queue("update_thread", thread_id, work)
 
     async def delete_thread(self, thread_id: str) -> None:
         async def work(conn: AsyncConnection) -> None:
@@ -247,6 +247,7 @@ class ChatDataLayer(BaseDataLayer):
     # --- reads --------------------------------------------------------------------------------------------
 
     async def _read(self, statement: sa.Executable) -> list[dict[str, Any]]:
+        await self._writes.flush()  # every read sees every write issued before it
         try:
             async with self.engine.connect() as conn:
                 return [dict(row) for row in (await conn.execute(statement)).mappings()]

@@ -19,6 +19,8 @@ DEFAULT_ROUTER_URL = "http://router:4000/v1"
 MIN_PASSWORD_CHARS = 8
 # HS256 keys shorter than the hash (32 bytes) are weak; PyJWT warns about them too.
 MIN_AUTH_SECRET_CHARS = 32
+# The temperatures a user may pick (the settings panel's slider and its checks) and TEMPERATURE may be.
+TEMPERATURE_MIN, TEMPERATURE_MAX = 0, 2
 # Shown as hidden in configuration errors: never echo a secret to the terminal or a log.
 SECRET_VARIABLES = {"CHAT_PASSWORD", "CHAT_USERS", "CHAINLIT_AUTH_SECRET", "ROUTER_API_KEY", "DATABASE_URL"}
 
@@ -65,7 +67,13 @@ class Settings(BaseSettings):
         validation_alias="SYSTEM_PROMPT",
         description="the default system prompt (users can change it in the chat settings)",
     )
-    temperature: float = Field(0.7, ge=0, le=2, validation_alias="TEMPERATURE", description="the default temperature")
+    temperature: float = Field(
+        0.7,
+        ge=TEMPERATURE_MIN,
+        le=TEMPERATURE_MAX,
+        validation_alias="TEMPERATURE",
+        description="the default temperature",
+    )
     max_tokens: int = Field(
         512, ge=1, le=32768, validation_alias="MAX_TOKENS", description="the default answer length in tokens"
     )

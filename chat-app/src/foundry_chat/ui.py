@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Coroutine
+from typing import Any
 
 import chainlit as cl
 import structlog
@@ -26,6 +28,7 @@ from foundry_chat.history import Turn, build_prompt
 from foundry_chat.inputs import check_input
 from foundry_chat.profiles import DEFAULT_PROFILE, PROFILES, Profile, profile_by_label
 from foundry_chat.service import Service
+from foundry_chat.settings import TEMPERATURE_MAX, TEMPERATURE_MIN
 from foundry_chat.transcript import IN_PROGRESS, answer_record, session_metadata, turns_from_steps
 
 log = structlog.get_logger("foundry_chat.ui")
@@ -74,7 +77,10 @@ async def send_settings(chosen: object = None) -> dict:
     low, high = max_tokens_bounds(settings)
     widgets = [
         Select(id="model", label="Model (loaded on the upstreams now)", values=models or [model], initial_value=model),
-        Slider(id="temperature", label="Temperature", min=0, max=2, step=0.1, initial=current.temperature),
+        Slider(
+            id="temperature", label="Temperature", min=TEMPERATURE_MIN, max=TEMPERATURE_MAX, step=0.1,
+            initial=current.temperature,
+        ),
         Slider(
             id="max_tokens", label="Max answer tokens", min=low, max=high, step=16, initial=current.max_tokens,
         ),
@@ -199,7 +205,7 @@ async def answer_message(message: cl.Message, request_id: str) -> None:
         return
     route = settings.profile_routes[chosen_profile.key]
     await stream_reply(checked.text, Request(decision.model, route, choices, request_id))
-    await save_session()
+    save_session()
 
 
 async def stream_reply(question: str, request: Request) -> None:
@@ -274,18 +280,32 @@ class Checkpoints:
         self.task = asyncio.create_task(self.layer.update_step(step))  # type: ignore[attr-defined]
 
 
-async def save_session() -> None:
-    """Wait until the answer is stored, store the thread's profile and settings when they change (Chainlit itself
-    only does it at disconnect, which a crash skips), and tell the user when the history could not store it."""
+def save_session() -> None:
+    """Store the thread's profile and settings when they change (Chainlit itself only does it at disconnect, which a
+    crash skips), and tell the user if this answer could not be stored. In the background: for the user the answer
+    is done when it has streamed, not when the database has it."""
     layer = service().history.active
     thread_id = cl.context.session.thread_id
     if layer is None or not thread_id:
         return
-    # The answer counts as done when it is stored: the page's "running" state ends only then.
-    await layer.flush()
     wanted = session_metadata(cl.user_session.get("chat_profile"), cl.user_session.get("chat_settings"))
     if wanted != cl.user_session.get("saved_session"):
         cl.user_session.set("saved_session", wanted)
-        await layer.update_thread(thread_id, metadata=wanted)
+        background(layer.update_thread(thread_id, metadata=wanted))
+    background(report_unsaved(layer, thread_id))
+
+
+async def report_unsaved(layer: Any, thread_id: str) -> None:
+    await layer.flush()
     if problem := layer.take_failure(thread_id):
         await status_message(views.not_saved_text(problem))
+
+
+_background: set[asyncio.Task] = set()
+
+
+def background(work: Coroutine[Any, Any, Any]) -> None:
+    """Run `work` in this session's context, keeping a reference until it ends (the loop keeps only a weak one)."""
+    task = asyncio.create_task(work)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
