@@ -2,6 +2,9 @@
 
 Anything not routed here (the runtime's /shutdown, /models/load/..., /status, ...) is a 404, because
 the runtime itself listens on loopback inside the container and only this app forwards to it.
+
+Handlers live at module level and find what they share on `request.app.state.gateway`, so each can be
+read (and tested) on its own.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import aiohttp
 import structlog
@@ -38,7 +42,6 @@ from foundry_embedded.settings import Settings
 log = structlog.get_logger("foundry_embedded.gateway")
 
 CHAT_ROUTE = "/v1/chat/completions"
-OPERATION = "chat"
 ROUTES = "GET /v1/models, POST /v1/chat/completions, GET /healthz and GET /metrics"
 FIRST_EVENT_LIMIT = 65536  # bytes read for the first SSE event of a stream before relaying as it is
 
@@ -71,201 +74,203 @@ def status_body(status: Status) -> dict:
     return body
 
 
-def create_app(settings: Settings, runtime: EmbeddedRuntime, metrics: Metrics) -> Starlette:
+@dataclass
+class Gateway:
+    """What the handlers share, on `app.state.gateway`; `session` is open while the app runs (its lifespan)."""
+
+    settings: Settings
+    runtime: EmbeddedRuntime
+    metrics: Metrics
     session: aiohttp.ClientSession | None = None
 
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        nonlocal session
-        # A new loopback connection per request, none kept alive: on a reused connection the runtime's
-        # web service holds its first streamed chunk back ~40 ms (Nagle against the client's delayed
-        # ACK), while a fresh connection costs ~0.1 ms. No connection limit: streams never queue.
-        # aiohttp rather than httpx: ~1 ms less time to first token on this hop (measured here).
-        session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=settings.upstream_timeout_seconds),
-            connector=aiohttp.TCPConnector(force_close=True, limit=0),
-        )
-        try:
-            yield
-        finally:
-            await session.close()
-            await asyncio.to_thread(runtime.stop)
 
-    async def healthz(request: Request) -> Response:
-        status = runtime.status
-        return JSONResponse(status_body(status), status_code=200 if status.ready else 503)
+def gateway_of(request: Request) -> Gateway:
+    return request.app.state.gateway
 
-    async def models(request: Request) -> Response:
-        data = [
-            {
-                "id": m.id,
-                "object": "model",
-                "created": 0,
-                "owned_by": "foundry-local",
-                "alias": m.alias,
-                # Tokens of prompt and answer together (None when the runtime does not say): clients such as the
-                # router fit max_tokens to it.
-                "context_length": m.context_length,
-            }
-            for m in runtime.status.models
-        ]
-        return JSONResponse({"object": "list", "data": data})
 
-    async def metrics_route(request: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+def open_session(settings: Settings) -> aiohttp.ClientSession:
+    # A new loopback connection per request, none kept alive: on a reused connection the runtime's
+    # web service holds its first streamed chunk back ~40 ms (Nagle against the client's delayed
+    # ACK), while a fresh connection costs ~0.1 ms. No connection limit: streams never queue.
+    # aiohttp rather than httpx: ~1 ms less time to first token on this hop (measured here).
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=settings.upstream_timeout_seconds),
+        connector=aiohttp.TCPConnector(force_close=True, limit=0),
+    )
 
-    async def chat_completions(request: Request) -> Response:
-        started = time.perf_counter()
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        model_label = "unknown"
-        try:
-            payload = await read_payload(request, settings.max_request_bytes)
-            model = resolve_model(payload, runtime.status)
-            model_label = model.id
-            check_chat_request(payload, model.context_length)
-            payload["model"] = model.id
-            defaulted = payload.get("max_tokens") is None and payload.get("max_completion_tokens") is None
-            if defaulted:
-                payload["max_tokens"] = default_max_tokens(model, settings.default_max_tokens)
-            url = f"{runtime.base_url}{model.api_base}/chat/completions"
-            headers = {"content-type": "application/json", "x-request-id": request_id}
-            try:
-                upstream = await session.post(url, data=json.dumps(payload).encode(), headers=headers)
-                if upstream.status != 200:
-                    body = await upstream.read()
-                    upstream.close()
-                    raise runtime_refusal(upstream.status, upstream_message(body), defaulted)
-                if payload.get("stream") is True:
-                    # The runtime refuses some requests (over the context) in the first event of a 200
-                    # stream: read that one event first, so that the client gets a 4xx for them too.
-                    head = await first_event(upstream)
-                    if (refusal := stream_refusal(head, defaulted)) is not None:
-                        upstream.close()
-                        raise refusal
-                    return StreamingResponse(
-                        relay(upstream, head, model, started, request_id),
-                        media_type="text/event-stream",
-                        headers={"cache-control": "no-cache", "x-accel-buffering": "no", "x-request-id": request_id},
-                    )
-                body = await upstream.read()
+
+@asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    gateway: Gateway = app.state.gateway
+    gateway.session = open_session(gateway.settings)
+    try:
+        yield
+    finally:
+        await gateway.session.close()
+        await asyncio.to_thread(gateway.runtime.stop)
+
+
+async def healthz(request: Request) -> Response:
+    status = gateway_of(request).runtime.status
+    return JSONResponse(status_body(status), status_code=200 if status.ready else 503)
+
+
+async def models(request: Request) -> Response:
+    data = [
+        {
+            "id": m.id,
+            "object": "model",
+            "created": 0,
+            "owned_by": "foundry-local",
+            "alias": m.alias,
+            # Tokens of prompt and answer together (None when the runtime does not say): clients such as the
+            # router fit max_tokens to it.
+            "context_length": m.context_length,
+        }
+        for m in gateway_of(request).runtime.status.models
+    ]
+    return JSONResponse({"object": "list", "data": data})
+
+
+async def metrics_route(request: Request) -> Response:
+    return Response(generate_latest(gateway_of(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def chat_completions(request: Request) -> Response:
+    started = time.perf_counter()
+    gateway = gateway_of(request)
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    model_label = "unknown"
+    try:
+        payload = await read_payload(request, gateway.settings.max_request_bytes)
+        model = resolve_model(payload, gateway.runtime.status)
+        model_label = model.id
+        check_chat_request(payload, model.context_length)
+        payload["model"] = model.id
+        defaulted = payload.get("max_tokens") is None and payload.get("max_completion_tokens") is None
+        if defaulted:
+            payload["max_tokens"] = default_max_tokens(model, gateway.settings.default_max_tokens)
+        return await forward(gateway, payload, model, defaulted, started, request_id)
+    except RequestError as exc:
+        gateway.metrics.failed(CHAT_ROUTE, model_label, exc.code)
+        finish(gateway.metrics, model_label, exc.status, started, request_id, error=exc.code, message=exc.message)
+        return error_response(exc.status, exc.message, exc.code, exc.error_type, exc.param)
+    except Exception as exc:  # a bug here: still an answer in the OpenAI shape, counted and logged
+        log.exception("chat_completion_failed", request_id=request_id)
+        gateway.metrics.failed(CHAT_ROUTE, model_label, "internal_error")
+        finish(gateway.metrics, model_label, 500, started, request_id, error="internal_error")
+        message = f"The gateway failed on this request ({type(exc).__name__}); request id {request_id}."
+        return error_response(500, message, "internal_error", "server_error")
+    finally:
+        structlog.contextvars.unbind_contextvars("request_id")
+
+
+async def forward(
+    gateway: Gateway, payload: dict, model: ServedModel, defaulted: bool, started: float, request_id: str
+) -> Response:
+    """The checked request sent to the runtime: its answer, or its stream relayed; a RequestError if it refuses."""
+    url = f"{gateway.runtime.base_url}{model.api_base}/chat/completions"
+    headers = {"content-type": "application/json", "x-request-id": request_id}
+    try:
+        upstream = await gateway.session.post(url, data=json.dumps(payload).encode(), headers=headers)
+        if upstream.status != 200:
+            body = await upstream.read()
+            upstream.close()
+            raise runtime_refusal(upstream.status, upstream_message(body), defaulted)
+        if payload.get("stream") is True:
+            # The runtime refuses some requests (over the context) in the first event of a 200
+            # stream: read that one event first, so that the client gets a 4xx for them too.
+            head = await first_event(upstream)
+            if (refusal := stream_refusal(head, defaulted)) is not None:
                 upstream.close()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise runtime_unreachable(exc) from exc
-            observe_completion(model, started, body)
-            finish(model.id, 200, started, request_id)
-            return Response(body, media_type="application/json", headers={"x-request-id": request_id})
-        except RequestError as exc:
-            metrics.errors.labels(CHAT_ROUTE, model_label, exc.code).inc()
-            finish(model_label, exc.status, started, request_id, error=exc.code, message=exc.message)
-            return error_response(exc.status, exc.message, exc.code, exc.error_type, exc.param)
-        except Exception as exc:  # a bug here: still an answer in the OpenAI shape, counted and logged
-            log.exception("chat_completion_failed", request_id=request_id)
-            metrics.errors.labels(CHAT_ROUTE, model_label, "internal_error").inc()
-            finish(model_label, 500, started, request_id, error="internal_error")
-            message = f"The gateway failed on this request ({type(exc).__name__}); request id {request_id}."
-            return error_response(500, message, "internal_error", "server_error")
-        finally:
-            structlog.contextvars.unbind_contextvars("request_id")
+                raise refusal
+            return StreamingResponse(
+                relay(gateway.metrics, upstream, head, model.id, started, request_id),
+                media_type="text/event-stream",
+                headers={"cache-control": "no-cache", "x-accel-buffering": "no", "x-request-id": request_id},
+            )
+        body = await upstream.read()
+        upstream.close()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise runtime_unreachable(exc) from exc
+    gateway.metrics.completed(model.id, started, body)
+    finish(gateway.metrics, model.id, 200, started, request_id)
+    return Response(body, media_type="application/json", headers={"x-request-id": request_id})
 
-    async def relay(
-        upstream: aiohttp.ClientResponse, head: bytes, model: ServedModel, started: float, request_id: str
-    ) -> AsyncIterator[bytes]:
-        watcher = StreamWatcher(started)
-        outcome, error = 200, None
-        try:
-            if head:
-                watcher.feed(head)
-                yield head
-            async for chunk in upstream.content.iter_any():
-                watcher.feed(chunk)
-                yield chunk
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            # The runtime went away mid-stream: end the stream with an error event the client can
-            # show, rather than a connection that just stops.
-            outcome, error = 502, "stream_failed"
-            failure = runtime_unreachable(exc)
-            event = {"error": {"message": failure.message, "type": failure.error_type, "code": error}}
-            yield f"data: {json.dumps(event)}\n\n".encode()
-        except (asyncio.CancelledError, GeneratorExit, OSError):
-            # Starlette cancels this generator when the client goes away: closing the upstream
-            # response below closes the runtime's connection, which stops the generation.
-            outcome, error = "cancelled", "client_disconnected"
-            raise
-        finally:
-            upstream.close()  # drops the connection: the runtime stops generating for a client that left
-            observe_stream(model, watcher, error)
-            if error:
-                metrics.errors.labels(CHAT_ROUTE, model.id, error).inc()
-            finish(model.id, outcome, started, request_id, error=error, tokens=watcher.output_tokens)
 
-    def observe_stream(model: ServedModel, watcher: StreamWatcher, error: str | None) -> None:
-        labels = (OPERATION, model.id)
-        metrics.request_duration.labels(*labels, error or "").observe(time.perf_counter() - watcher.started)
-        if watcher.first_token_at is None:
-            return
-        metrics.time_to_first_token.labels(*labels).observe(watcher.first_token_at - watcher.started)
-        tokens = watcher.output_tokens
-        generation = watcher.last_token_at - watcher.first_token_at
-        if tokens > 1:
-            # 0 when a fast model's tokens all arrived in one read: faster than this gateway can tell apart.
-            metrics.time_per_output_token.labels(*labels).observe(generation / (tokens - 1))
-            if generation > 0:
-                metrics.output_tokens_per_second.labels(*labels).observe((tokens - 1) / generation)
-        count_tokens(model, watcher.usage, tokens)
+async def relay(
+    metrics: Metrics, upstream: aiohttp.ClientResponse, head: bytes, model: str, started: float, request_id: str
+) -> AsyncIterator[bytes]:
+    watcher = StreamWatcher(started)
+    outcome, error = 200, None
+    try:
+        if head:
+            watcher.feed(head)
+            yield head
+        async for chunk in upstream.content.iter_any():
+            watcher.feed(chunk)
+            yield chunk
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        # The runtime went away mid-stream: end the stream with an error event the client can
+        # show, rather than a connection that just stops.
+        outcome, error = 502, "stream_failed"
+        failure = runtime_unreachable(exc)
+        event = {"error": {"message": failure.message, "type": failure.error_type, "code": error}}
+        yield f"data: {json.dumps(event)}\n\n".encode()
+    except (asyncio.CancelledError, GeneratorExit, OSError):
+        # Starlette cancels this generator when the client goes away: closing the upstream
+        # response below closes the runtime's connection, which stops the generation.
+        outcome, error = "cancelled", "client_disconnected"
+        raise
+    finally:
+        upstream.close()  # drops the connection: the runtime stops generating for a client that left
+        metrics.streamed(model, watcher, error)
+        if error:
+            metrics.failed(CHAT_ROUTE, model, error)
+        finish(metrics, model, outcome, started, request_id, error=error, tokens=watcher.output_tokens)
 
-    def observe_completion(model: ServedModel, started: float, body: bytes) -> None:
-        elapsed = time.perf_counter() - started
-        metrics.request_duration.labels(OPERATION, model.id, "").observe(elapsed)
-        try:
-            usage = json.loads(body).get("usage") or {}
-        except (ValueError, AttributeError):
-            usage = {}
-        tokens = usage.get("completion_tokens") or 0
-        if tokens and elapsed > 0:
-            metrics.output_tokens_per_second.labels(OPERATION, model.id).observe(tokens / elapsed)
-        count_tokens(model, usage, tokens)
 
-    def count_tokens(model: ServedModel, usage: dict | None, output_tokens: int) -> None:
-        labels = (OPERATION, model.id)
-        prompt = (usage or {}).get("prompt_tokens")
-        if isinstance(prompt, int):
-            metrics.tokens.labels(*labels, "input").inc(prompt)
-        metrics.tokens.labels(*labels, "output").inc(output_tokens)
+def finish(metrics: Metrics, model: str, status: int | str, started: float, request_id: str, **fields: object) -> None:
+    """Count the answered chat request and log its one line."""
+    metrics.answered(CHAT_ROUTE, model, status)
+    log.info(
+        "chat_completion",
+        request_id=request_id,
+        model=model,
+        status=status,
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        **{k: v for k, v in fields.items() if v is not None},
+    )
 
-    def finish(model: str, status: int | str, started: float, request_id: str, **fields: object) -> None:
-        metrics.requests.labels(CHAT_ROUTE, model, str(status)).inc()
-        log.info(
-            "chat_completion",
-            request_id=request_id,
-            model=model,
-            status=status,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            **{k: v for k, v in fields.items() if v is not None},
-        )
 
-    async def not_routed(request: Request, exc: HTTPException) -> Response:
-        # Starlette's own 404/405 are plain text: say it in the OpenAI shape, with the routes there are.
-        where = f"{request.method} {request.url.path}"
-        if exc.status_code == 405:
-            allowed = [m.strip() for m in (exc.headers or {}).get("Allow", "").split(",")]
-            allowed = " or ".join(sorted(m for m in allowed if m != "HEAD")) or "HEAD"  # HEAD comes with GET
-            if request.url.path == CHAT_ROUTE:
-                metrics.errors.labels(CHAT_ROUTE, "unknown", "method_not_allowed").inc()
-                metrics.requests.labels(CHAT_ROUTE, "unknown", "405").inc()
-            message = f"{where} is not supported: use {allowed} {request.url.path}."
-            return error_response(405, message, "method_not_allowed", headers=exc.headers)
-        if exc.status_code == 404:
-            return error_response(404, f"There is no {where} here: this service serves {ROUTES}.", "not_found")
-        return error_response(exc.status_code, str(exc.detail), "http_error", headers=exc.headers)
+async def not_routed(request: Request, exc: HTTPException) -> Response:
+    # Starlette's own 404/405 are plain text: say it in the OpenAI shape, with the routes there are.
+    where = f"{request.method} {request.url.path}"
+    if exc.status_code == 405:
+        allowed = [m.strip() for m in (exc.headers or {}).get("Allow", "").split(",")]
+        allowed = " or ".join(sorted(m for m in allowed if m != "HEAD")) or "HEAD"  # HEAD comes with GET
+        if request.url.path == CHAT_ROUTE:
+            metrics = gateway_of(request).metrics
+            metrics.failed(CHAT_ROUTE, "unknown", "method_not_allowed")
+            metrics.answered(CHAT_ROUTE, "unknown", 405)
+        message = f"{where} is not supported: use {allowed} {request.url.path}."
+        return error_response(405, message, "method_not_allowed", headers=exc.headers)
+    if exc.status_code == 404:
+        return error_response(404, f"There is no {where} here: this service serves {ROUTES}.", "not_found")
+    return error_response(exc.status_code, str(exc.detail), "http_error", headers=exc.headers)
 
+
+def create_app(settings: Settings, runtime: EmbeddedRuntime, metrics: Metrics) -> Starlette:
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics_route, methods=["GET"]),
         Route("/v1/models", models, methods=["GET"]),
         Route(CHAT_ROUTE, chat_completions, methods=["POST"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_routed})
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_routed})
+    app.state.gateway = Gateway(settings, runtime, metrics)
+    return app
 
 
 async def first_event(upstream: aiohttp.ClientResponse) -> bytes:
