@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.logs import sections as log_sections
 from tests.support.postgres import PostgresNotInstalled, PostgresServer, start_postgres
 from tests.support.process import REPO, GatewayProcess, ready_gateway, tiny_model_dir
 
@@ -24,6 +25,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         tiers = {mark.name for mark in item.iter_markers()} & TIERS
         if len(tiers) != 1:
             raise pytest.UsageError(f"{item.nodeid} must carry exactly one tier marker of {sorted(TIERS)}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A failing test's report carries the end of the logs of what the tests started (tests/support/logs.py)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for title, text in log_sections():
+            report.sections.append((title, text))
 
 
 @pytest.fixture(scope="session")

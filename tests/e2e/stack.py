@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.logs import register
 from tests.support.process import REPO, free_port, metric_sum, wait_until
 
 COMPOSE_FILES = ("compose.yaml", "compose.offline.yaml")
@@ -86,7 +87,9 @@ class Stack:
             **{PORT_VARIABLES[service]: str(port) for service, port in ports.items()},
             **env,
         }
-        return cls(project=project, env=full_env, ports=ports)
+        stack = cls(project=project, env=full_env, ports=ports)
+        register(stack)
+        return stack
 
     def compose(self, *args: str, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess[str]:
         return compose(*args, env=self.env, timeout=timeout, check=check, project=self.project)
@@ -120,6 +123,10 @@ class Stack:
         if out.startswith("["):
             return json.loads(out)
         return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def log(self) -> str:
+        """The end of every service's log (tests/support/logs.py attaches it to a failure)."""
+        return self.logs(tail=40)
 
     def logs(self, tail: int = 80) -> str:
         return self.compose("logs", "--no-color", "--tail", str(tail), check=False).stdout[-20000:]

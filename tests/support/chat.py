@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.logs import register
 from tests.support.process import free_port, metric_sum, terminate, wait_until
 from tests.support.router import RouterProcess, start_router
 
@@ -39,6 +40,9 @@ class ChatProcess:
     # The router in front of the upstreams; stopped with the chat when start_chat started it.
     router: RouterProcess | None = None
     owns_router: bool = True
+
+    def __post_init__(self) -> None:
+        register(self)
 
     def get(self, path: str) -> httpx.Response:
         return httpx.get(f"{self.url}{path}", timeout=5)

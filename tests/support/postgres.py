@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from tests.support.logs import register
 from tests.support.process import free_port, wait_until
 
 PG_ROOT = Path("/usr/lib/postgresql")
@@ -129,6 +130,9 @@ class PostgresServer:
     private_dir: Path | None = field(default=None, repr=False)
 
     host = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        register(self)
 
     @property
     def url(self) -> str:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.logs import register
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -83,6 +85,9 @@ class GatewayProcess:
     proc: subprocess.Popen
     url: str
     log_path: Path
+
+    def __post_init__(self) -> None:
+        register(self)
 
     @property
     def runtime_url(self) -> str:

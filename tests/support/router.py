@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.logs import register
 from tests.support.process import free_port, metric_sum, terminate, wait_until
 
 
@@ -18,6 +19,9 @@ class RouterProcess:
     proc: subprocess.Popen
     url: str  # without /v1
     log_path: Path
+
+    def __post_init__(self) -> None:
+        register(self)
 
     @property
     def base_url(self) -> str:
