@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Sourced by scripts/backup and scripts/restore (after `cd` to the repository, with their own `die`): the stack
+# Sourced by scripts/backup and scripts/restore (after `cd` to the repository, with lib/log.sh's `die`): the stack
 # they act on, its chat-app and open-webui containers, and the chat's PostgreSQL as this machine sees it.
 
 DATA_SERVICES=(chat-app open-webui)
@@ -69,10 +69,12 @@ find_chat_history() {
     return 0
   fi
   case $chat_database_url in
-    postgres://* | postgresql://* | postgres+*://* | postgresql+*://*) chat_history=postgresql ;;
+    postgres://* | postgresql://* | postgres+*://* | postgresql+*://*) ;;
     *) die "the chat's DATABASE_URL is not a PostgreSQL URL: only PostgreSQL and the default SQLite (DATABASE_URL \
 unset) are handled here; copy that database yourself" ;;
   esac
+  # shellcheck disable=SC2034  # chat_history is read by the scripts that source this file
+  chat_history=postgresql
   if [[ -n ${BACKUP_DATABASE_URL:-} ]]; then
     chat_database_url=$BACKUP_DATABASE_URL
     chat_database_origin=BACKUP_DATABASE_URL

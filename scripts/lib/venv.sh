@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the scripts: create or reuse a virtual environment from lock files.
 # ensure_venv DIR LOCK... [-- EDITABLE_DIR...]
 # Reinstalls only when a lock file (or the editable projects' pyproject.toml) changed.
@@ -15,15 +16,24 @@ ensure_venv() {
   fi
   echo "==> preparing $dir"
   python3 -m venv "$dir"
-  "$dir/bin/python" -m pip install --quiet --upgrade pip
+  pip_install "$dir/bin/python" --upgrade pip
   local reqs=() lock
   for lock in "${locks[@]}"; do reqs+=(-r "$lock"); done
-  "$dir/bin/python" -m pip install --quiet "${reqs[@]}"
+  pip_install "$dir/bin/python" "${reqs[@]}"
   local project
   for project in "${editables[@]}"; do
-    "$dir/bin/python" -m pip install --quiet --no-deps --editable "$project"
+    pip_install "$dir/bin/python" --no-deps --editable "$project"
   done
   echo "$stamp" > "$dir/.stamp"
+}
+
+# pip_install PYTHON ARGS...: `PYTHON -m pip install --quiet --no-input ARGS`. This machine's pip configuration
+# names extra local indexes, some of whose folders are missing; pip's one warning line per missing folder (hundreds
+# for the test venv) is noise and is left out.
+pip_install() {
+  local python=$1
+  shift
+  "$python" -m pip install --quiet --no-input "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
 }
 
 # The venv of scripts/test and scripts/bench: every lock, and our own projects (the shared library first) editable.
