@@ -275,6 +275,8 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, Run]], scales:
     print("(tokens/s of all streams together; the router's TTFT includes the wait in its queue)")
 
 
+# Over 60 lines: one straight script (start the processes, run the measurements in order, print, stop them);
+# split, it would only pass the same handles around.
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--first-token-ms", type=float, default=20)

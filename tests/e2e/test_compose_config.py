@@ -161,6 +161,8 @@ def test_pass_through_variables_restate_no_default() -> None:
     services = rendered("embedded", offline=False)["services"]
     chat, router = services["chat-app"]["environment"], services["router"]["environment"]
     assert chat and all(value is None for value in chat.values()), chat
+    embedded = services["foundry-local"]["environment"]
+    assert embedded and all(value is None for value in embedded.values()), embedded
     passed = {name: value for name, value in router.items() if name not in ROUTER_SET_BY_COMPOSE}
     assert {name: value for name, value in passed.items() if value is not None} == {"FOUNDRY_LOCAL_PORT": "51211"}
     # Prompts stay out of the logs unless asked for: the default is the settings', in both services.
