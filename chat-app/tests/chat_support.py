@@ -14,7 +14,8 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -30,6 +31,7 @@ __all__ = [
     "ChatProcess",
     "PacedUpstream",
     "ask_once",
+    "connected",
     "converse",
     "login",
     "start_chat",
@@ -125,6 +127,8 @@ class ChainlitClient:
         self.sio = socketio.AsyncClient(reconnection=False, websocket_extra_options={"max_msg_size": 0})
         self.events: asyncio.Queue[tuple[str, object, float]] = asyncio.Queue()
         self.settings: list = []
+        # What the server sent at start (connect's reply), once connected.
+        self.started: Reply | None = None
 
         @self.sio.on("*")
         async def any_event(event: str, data: object = None) -> None:
@@ -159,6 +163,7 @@ class ChainlitClient:
         reply = Reply()
         # on_chat_start always ends by sending the chat settings.
         await self._collect(reply, until="chat_settings")
+        self.started = reply
         return reply
 
     async def ask(self, text: str, on_first_token: Callable[[], Awaitable[None]] | None = None) -> Reply:
@@ -233,6 +238,22 @@ class ChainlitClient:
         await self.sio.disconnect()
 
 
+@asynccontextmanager
+async def connected(target: str | ChainlitClient, **options) -> AsyncIterator[ChainlitClient]:
+    """One browser tab for the block: connect (on_chat_start; what it sent is `client.started`), yield the
+    client, disconnect on the way out. `target` is the chat's URL (`options` go to ChainlitClient: cookies,
+    thread_id, chat_profile, origin) or a client not yet connected. A refused connection raises, as
+    ChainlitClient.connect does, with nothing to close."""
+    if isinstance(target, ChainlitClient) and options:
+        raise TypeError("options are for a new client; this one is already made")
+    client = target if isinstance(target, ChainlitClient) else ChainlitClient(target, **options)
+    await client.connect()
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
 async def converse(
     url: str,
     text: str,
@@ -240,14 +261,10 @@ async def converse(
     on_first_token: Callable[[], Awaitable[None]] | None = None,
 ) -> Reply:
     """One browser tab asks one question: connect, change the chat settings when given, ask, disconnect."""
-    client = ChainlitClient(url)
-    await client.connect()
-    try:
+    async with connected(url) as client:
         if settings is not None:
             await client.change_settings(settings)
         return await client.ask(text, on_first_token=on_first_token)
-    finally:
-        await client.close()
 
 
 def ask_once(url: str, text: str, settings: dict | None = None) -> Reply:

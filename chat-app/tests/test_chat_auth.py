@@ -9,7 +9,7 @@ import httpx
 import jwt
 import pytest
 import socketio
-from chat_support import ChainlitClient, ChatProcess, login, start_chat
+from chat_support import ChainlitClient, ChatProcess, connected, login, start_chat
 
 from foundry_chat.auth import credentials_match
 from foundry_chat.settings import Settings
@@ -126,12 +126,8 @@ def test_the_right_password_logs_in_and_the_session_can_chat(guarded: ChatProces
     assert settings.status_code == 200
 
     async def scenario():
-        client = ChainlitClient(guarded.url, cookies={"access_token": token})
-        await client.connect()
-        try:
+        async with connected(guarded.url, cookies={"access_token": token}) as client:
             return await client.ask("hello")
-        finally:
-            await client.close()
 
     reply = asyncio.run(scenario())
     assert reply.streamed_text and "Could not answer" not in reply.final_text()
@@ -157,9 +153,8 @@ def test_without_a_secret_the_key_is_kept_with_the_history(
     try:
 
         async def chat_with(chat: ChatProcess) -> None:
-            client = ChainlitClient(chat.url, cookies={"access_token": token})
-            await client.connect()
-            await client.close()
+            async with connected(chat.url, cookies={"access_token": token}):
+                pass
 
         asyncio.run(chat_with(again))  # the same key: the login survived the restart
         assert (
@@ -196,10 +191,8 @@ def test_without_a_password_every_visitor_is_the_local_user(chat: ChatProcess) -
     assert jwt.decode(token, options={"verify_signature": False})["identifier"] == "local"
 
     async def scenario():
-        client = ChainlitClient(chat.url)  # logs in as the page does
-        started = await client.connect()
-        await client.close()
-        return started
+        async with connected(chat.url) as client:  # logs in as the page does
+            return client.started
 
     assert asyncio.run(scenario()).named("chat_settings")
 

@@ -6,7 +6,7 @@ import asyncio
 import math
 
 import pytest
-from chat_support import ChainlitClient, ChatProcess, Reply
+from chat_support import ChatProcess, Reply, connected
 
 from foundry_chat.choices import check_choices, shown
 from foundry_chat.settings import Settings
@@ -138,9 +138,7 @@ def test_bad_settings_are_named_and_the_session_keeps_working(chat: ChatProcess)
     huge_prompt = "y" * 100_000
 
     async def scenario():
-        client = ChainlitClient(chat.url)
-        await client.connect()
-        try:
+        async with connected(chat.url) as client:
             replies = []
             for bad in ({"max_tokens": "abc"}, {"temperature": 99}, {"system_prompt": huge_prompt}):
                 # Each time the earlier bad value is fixed and a new one sent, as a client may do.
@@ -149,8 +147,6 @@ def test_bad_settings_are_named_and_the_session_keeps_working(chat: ChatProcess)
             await client.change_settings({"max_tokens": 32, "temperature": 0.5, "system_prompt": "Hi."})
             replies.append(await client.ask("hello"))
             return replies
-        finally:
-            await client.close()
 
     *rejected, answered = asyncio.run(scenario())
     expected = [
@@ -175,15 +171,11 @@ def test_bad_settings_are_named_and_the_session_keeps_working(chat: ChatProcess)
 @pytest.mark.integration
 def test_broken_unicode_is_removed_before_anything_goes_upstream(chat: ChatProcess) -> None:
     async def scenario():
-        client = ChainlitClient(chat.url)
-        await client.connect()
-        try:
+        async with connected(chat.url) as client:
             await client.change_settings({"system_prompt": "Be\ud800 brief."})
             answered = await client.ask("he\ud800llo \ufffethere 👋")
             only_broken = await client.ask("\udfff\ud800 \uffff")
             return client.session_id, answered, only_broken
-        finally:
-            await client.close()
 
     session_id, answered, only_broken = asyncio.run(scenario())
     assert answered.streamed_text and "Could not answer" not in answered.final_text()

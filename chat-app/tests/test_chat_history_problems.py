@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from chat_support import ChainlitClient, ChatProcess, PacedUpstream, start_chat
+from chat_support import ChatProcess, PacedUpstream, connected, start_chat
 
 from foundry_chat.database import CURRENT_VERSION
 from tests.support.postgres import PostgresServer
@@ -29,11 +29,9 @@ def started(tmp: Path, paced: PacedUpstream, **env: str) -> ChatProcess:
 
 def first_visit(chat: ChatProcess) -> list[str]:
     async def visit() -> list[str]:
-        client = ChainlitClient(chat.url)
-        start = await client.connect()
-        reply = await client.ask("hello?")
-        await client.close()
-        return [*start.texts(), reply.final_text()]
+        async with connected(chat.url) as client:
+            reply = await client.ask("hello?")
+        return [*client.started.texts(), reply.final_text()]
 
     return asyncio.run(visit())
 

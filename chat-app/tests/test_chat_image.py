@@ -7,14 +7,13 @@ front of the embedded gateway with the tiny model.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from chat_support import ChainlitClient
+from chat_support import ask_once
 
 from tests.support.docker import build_image, docker, health, inspect, published_port, require_docker, running_container
 from tests.support.process import GatewayProcess, ready_gateway, wait_until
@@ -87,15 +86,7 @@ def test_chats_through_the_router(container: tuple[str, float], host_foundry: Ga
     upstream = host_foundry.url.removeprefix("http://")
     assert [(u["name"], u["state"]) for u in body["upstreams"]] == [(upstream, "up")]
 
-    async def scenario():
-        client = ChainlitClient(url)
-        await client.connect()
-        try:
-            return await client.ask("hello from a container")
-        finally:
-            await client.close()
-
-    reply = asyncio.run(scenario())
+    reply = ask_once(url, "hello from a container")
     assert reply.streamed_text
     assert f"on {upstream} (local)" in reply.final_text()
 

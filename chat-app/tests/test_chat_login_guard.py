@@ -14,7 +14,15 @@ import httpx
 import jwt
 import pytest
 import socketio
-from chat_support import ChainlitClient, ChatProcess, PacedUpstream, login, start_chat, start_paced_upstream
+from chat_support import (
+    ChainlitClient,
+    ChatProcess,
+    PacedUpstream,
+    connected,
+    login,
+    start_chat,
+    start_paced_upstream,
+)
 from starlette.exceptions import HTTPException
 
 from foundry_chat.chainlit_root import prepare_chainlit_root, toml_strings
@@ -336,9 +344,8 @@ def test_forged_and_expired_tokens_are_refused_without_a_traceback(guarded: Chat
             with pytest.raises(socketio.exceptions.ConnectionError):
                 await client.connect()
             assert client.events.empty(), "nothing was sent to a refused connection"
-        good = ChainlitClient(guarded.url, cookies={"access_token": valid})
-        await good.connect()
-        await good.close()
+        async with connected(guarded.url, cookies={"access_token": valid}):
+            pass
 
     asyncio.run(scenario())
 

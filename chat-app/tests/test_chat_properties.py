@@ -11,7 +11,7 @@ import math
 import unicodedata
 
 import pytest
-from chat_support import ChainlitClient, ChatProcess, Reply
+from chat_support import ChatProcess, Reply, connected
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -210,16 +210,12 @@ def test_any_message_and_settings_get_a_named_problem_or_an_answer(
     chosen = {key: loaded_model if value == LOADED else value for key, value in chosen.items()}
 
     async def scenario() -> tuple[Reply, Reply]:
-        client = ChainlitClient(chat.url)  # a new session: settings never carry over between examples
-        await client.connect()
-        try:
+        async with connected(chat.url) as client:  # a new session: settings never carry over between examples
             await client.change_settings(chosen)
             reply = await client.ask(text)
             # The same session keeps answering once its settings are fixed.
             await client.change_settings({**FINE, "model": loaded_model})
             return reply, await client.ask("hello")
-        finally:
-            await client.close()
 
     reply, after = asyncio.run(scenario())
     texts = reply.texts() + after.texts()

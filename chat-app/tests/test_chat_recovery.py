@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from chat_support import ChainlitClient, ask_once, start_chat
+from chat_support import ask_once, connected, start_chat
 
 from tests.support.process import start_gateway, wait_until
 from tests.support.router import start_router
@@ -70,16 +70,14 @@ def test_router_stops_and_comes_back_and_the_same_session_answers(tiny_model: Pa
         router_url = router.base_url
 
         async def session() -> tuple:
-            client = ChainlitClient(chat.url)
-            await client.connect()  # while the router is up: the settings panel has the model
-            try:
+            # Connected while the router is up: the settings panel has the model.
+            async with connected(chat.url) as client:
                 before = await client.ask("before")
                 router.stop()
                 during = await client.ask("during")
-                newcomer = ChainlitClient(chat.url)
                 await asyncio.to_thread(wait_until, lambda: chat.readyz_status() == 503, 5, "/readyz 503")
-                start = await newcomer.connect()
-                await newcomer.close()
+                async with connected(chat.url) as newcomer:
+                    start = newcomer.started
                 port = router.url.rsplit(":", 1)[1]
                 chat.router = await asyncio.to_thread(
                     start_router, tmp_path / "router-2", [f"{gateway.url}/v1"], ROUTER_PORT=port
@@ -88,8 +86,6 @@ def test_router_stops_and_comes_back_and_the_same_session_answers(tiny_model: Pa
                     wait_until, lambda: chat.readyz_status() == 200, 15, "/readyz 200 once the router is back"
                 )
                 return before, during, start, await client.ask("after")
-            finally:
-                await client.close()
 
         before, during, start, after = asyncio.run(session())
         assert before.streamed_text and after.streamed_text

@@ -10,7 +10,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chat_support import ChainlitClient, ChatProcess, PacedUpstream, Reply, start_chat, start_paced_upstream
+from chat_support import (
+    ChainlitClient,
+    ChatProcess,
+    PacedUpstream,
+    Reply,
+    connected,
+    converse,
+    start_chat,
+    start_paced_upstream,
+)
 
 from tests.support.process import free_port, wait_until
 
@@ -56,12 +65,7 @@ def step(text: str, number: int = 1) -> dict:
 
 
 async def ask(chat: ChatProcess, text: str) -> Reply:
-    client = ChainlitClient(chat.url)
-    await client.connect()
-    try:
-        return await client.ask(text)
-    finally:
-        await client.close()
+    return await converse(chat.url, text)
 
 
 def test_stop_button_cancels_the_upstream_request(upstreams, chats, tmp_path: Path) -> None:
@@ -70,9 +74,7 @@ def test_stop_button_cancels_the_upstream_request(upstreams, chats, tmp_path: Pa
     chat = run_chat(chats, tmp_path, [slow.url], MAX_TOKENS="300")
 
     async def scenario():
-        client = ChainlitClient(chat.url)
-        await client.connect()
-        try:
+        async with connected(chat.url) as client:
             await client.sio.emit("client_message", {"message": step("a long answer please"), "fileReferences": []})
             await client.next_event("stream_token")  # the answer is streaming
             await client.stop_task()
@@ -82,8 +84,6 @@ def test_stop_button_cancels_the_upstream_request(upstreams, chats, tmp_path: Pa
                 if event[0] == "task_end":
                     return updates
                 updates.append(event[1])
-        finally:
-            await client.close()
 
     updates = asyncio.run(scenario())
     assert any("stopped" in u["output"] and "tok0" in u["output"] for u in updates), updates
@@ -166,12 +166,8 @@ def test_page_loads_and_says_so_when_no_upstream_is_reachable(chats, tmp_path: P
     assert chat.metric("chat_router_up") == 0
 
     async def scenario():
-        client = ChainlitClient(chat.url)
-        start = await client.connect()
-        try:
-            return start, await client.ask("hello?")
-        finally:
-            await client.close()
+        async with connected(chat.url) as client:
+            return client.started, await client.ask("hello?")
 
     start, reply = asyncio.run(scenario())
     assert any("No model is reachable right now" in t and nowhere in t for t in start.texts())
@@ -202,17 +198,13 @@ def test_banner_while_the_embedded_model_downloads(upstreams, chats, tmp_path: P
     assert body["upstreams"][0]["download_percent"] == 42.0
 
     async def scenario() -> list[str]:
-        client = ChainlitClient(chat.url)
-        start = await client.connect()
-        try:
+        async with connected(chat.url) as client:
             # The banner is sent by its own task: before or after the settings panel.
-            texts = start.texts()
+            texts = client.started.texts()
             while not any("downloading" in text for text in texts):
                 _, step = await client.next_any({"new_message", "update_message"})
                 texts.append(step["output"])
             return texts
-        finally:
-            await client.close()
 
     texts = asyncio.run(scenario())
     assert any(f"The embedded model is downloading 42%** on `{name_of(downloading)}`" in text for text in texts), texts

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from chat_support import ChainlitClient, ChatProcess
+from chat_support import ChainlitClient, ChatProcess, ask_once, connected
 
 from tests.support.process import GatewayProcess, log_events
 
@@ -80,15 +80,7 @@ def test_two_sessions_stream_answers_and_keep_their_own_history(chat: ChatProces
 def test_metrics_count_time_to_first_chunk_and_usage(chat: ChatProcess) -> None:
     before = chat.metric("gen_ai_client_operation_time_to_first_chunk_seconds_count")
 
-    async def scenario():
-        client = ChainlitClient(chat.url)
-        await client.connect()
-        try:
-            return await client.ask("count me")
-        finally:
-            await client.close()
-
-    reply = asyncio.run(scenario())
+    reply = ask_once(chat.url, "count me")
     assert reply.streamed_text
     assert chat.metric("gen_ai_client_operation_time_to_first_chunk_seconds_count") == before + 1
     metrics = chat.get("/metrics").text
@@ -104,12 +96,8 @@ def test_bad_input_never_reaches_the_upstream(chat: ChatProcess) -> None:
     rejected_before = chat.metric('chat_messages_total{outcome="rejected"}')
 
     async def scenario():
-        client = ChainlitClient(chat.url)
-        await client.connect()
-        try:
+        async with connected(chat.url) as client:
             return [await client.ask(text) for text in ("", "   \n\t ", "\x00\x01", "x" * 501)]
-        finally:
-            await client.close()
 
     empty, blank, controls, too_long = asyncio.run(scenario())
     for reply in (empty, blank, controls, too_long):
@@ -123,12 +111,8 @@ def test_bad_input_never_reaches_the_upstream(chat: ChatProcess) -> None:
 
 def test_control_characters_are_removed_before_sending(chat: ChatProcess) -> None:
     async def scenario():
-        client = ChainlitClient(chat.url)
-        await client.connect()
-        try:
+        async with connected(chat.url) as client:
             return client.session_id, await client.ask("he\x00llo\x07 there")
-        finally:
-            await client.close()
 
     session_id, reply = asyncio.run(scenario())
     assert reply.streamed_text
@@ -138,17 +122,8 @@ def test_control_characters_are_removed_before_sending(chat: ChatProcess) -> Non
 def test_model_that_disappeared_between_pick_and_send(chat: ChatProcess) -> None:
     calls_before = chat.metric("gen_ai_client_operation_duration_seconds_count")
 
-    async def scenario():
-        client = ChainlitClient(chat.url)
-        await client.connect()
-        try:
-            # What the settings panel sends after the user picked a model that is unloaded since.
-            await client.change_settings({"model": "vanished-model-generic-cpu:1"})
-            return await client.ask("are you there?")
-        finally:
-            await client.close()
-
-    reply = asyncio.run(scenario())
+    # What the settings panel sends after the user picked a model that is unloaded since.
+    reply = ask_once(chat.url, "are you there?", {"model": "vanished-model-generic-cpu:1"})
     assert not reply.streamed_ids
     assert any("vanished-model-generic-cpu:1" in t and "no longer loaded" in t for t in reply.texts())
     assert reply.named("chat_settings"), "the settings are sent again with the models loaded now"

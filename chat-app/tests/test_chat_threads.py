@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 import socketio
-from chat_support import ChainlitClient, ChatProcess, PacedUpstream, login, start_chat
+from chat_support import ChainlitClient, ChatProcess, PacedUpstream, connected, login, start_chat
 
 from foundry_chat.transcript import IN_PROGRESS
 from tests.support.postgres import PostgresServer
@@ -101,14 +101,10 @@ def answers_of(thread: dict) -> list[dict]:
 
 
 async def a_conversation(chat: Chat, user: str, questions: list[str]) -> ChainlitClient:
-    client = chat.client(user)
-    await client.connect()
-    try:
+    async with connected(chat.client(user)) as client:
         for question in questions:
             reply = await client.ask(question)
             assert reply.streamed_text, reply.texts()
-    finally:
-        await client.close()
     return client
 
 
@@ -136,21 +132,17 @@ def test_32_sessions_of_5_turns_at_once_store_each_turn_once_in_order(chat: Chat
 
 def test_a_resumed_thread_shows_its_messages_keeps_its_settings_and_the_model_sees_its_turns(chat: Chat) -> None:
     async def first_visit() -> str:
-        client = chat.client("alice")
-        await client.connect()
-        await client.change_settings({"temperature": 0.3, "system_prompt": "Be brief."})
-        await client.ask("my name is Ada")
-        await client.ask("what is 2+2?")
-        await client.close()
+        async with connected(chat.client("alice")) as client:
+            await client.change_settings({"temperature": 0.3, "system_prompt": "Be brief."})
+            await client.ask("my name is Ada")
+            await client.ask("what is 2+2?")
         return client.thread_id
 
     async def second_visit(thread_id: str) -> tuple[dict, list, ChainlitClient]:
-        client = chat.client("alice", thread_id=thread_id)
-        started = await client.connect()
-        resumed = await client.next_event("resume_thread")
-        await client.ask("and what is my name?")
-        await client.close()
-        return resumed, started.named("chat_settings"), client
+        async with connected(chat.client("alice", thread_id=thread_id)) as client:
+            resumed = await client.next_event("resume_thread")
+            await client.ask("and what is my name?")
+        return resumed, client.started.named("chat_settings"), client
 
     thread_id = asyncio.run(first_visit())
     chat.thread("alice", thread_id, answers=2)  # what a reload right after the answer finds
@@ -244,24 +236,20 @@ def test_no_user_can_read_resume_rename_delete_or_rate_another_users_thread(chat
 
 def test_resuming_a_thread_that_does_not_exist_starts_a_new_chat(chat: Chat) -> None:
     async def scenario() -> str:
-        client = chat.client("alice", thread_id=str(uuid.uuid4()))
-        started = await client.connect()
-        assert started.named("chat_settings"), "a fresh chat starts"
-        events = [event for event, _ in started.events]
-        await client.close()
-        return events
+        async with connected(chat.client("alice", thread_id=str(uuid.uuid4()))) as client:
+            started = client.started
+            assert started.named("chat_settings"), "a fresh chat starts"
+            return [event for event, _ in started.events]
 
     assert "resume_thread_error" in asyncio.run(scenario())
 
 
 def test_a_10_mb_message_is_refused_in_words_and_nothing_is_lost(chat: Chat) -> None:
     async def scenario() -> tuple[str, list[str]]:
-        client = chat.client("alice")
-        await client.connect()
-        await client.ask("a short question first")
-        reply = await client.ask("x" * 10_000_000)
-        after = await client.ask("still there?")
-        await client.close()
+        async with connected(chat.client("alice")) as client:
+            await client.ask("a short question first")
+            reply = await client.ask("x" * 10_000_000)
+            after = await client.ask("still there?")
         return client.thread_id, [*reply.texts(), after.streamed_text]
 
     thread_id, texts = asyncio.run(scenario())

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from chat_support import ChainlitClient
+from chat_support import connected
 
 from tests.e2e.stack import ADMIN, EMBEDDED_MODEL, Stack, webui
 from tests.support.docker import docker
@@ -72,12 +72,8 @@ def user_messages(stack: Stack, cookies: dict[str, str], thread_id: str) -> list
 
 async def conversation(url: str, question: str, cookies: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
     """One question in a new chat, logged in as the page does; returns the thread and the login cookie."""
-    client = ChainlitClient(url, cookies=cookies)
-    await client.connect()
-    try:
+    async with connected(url, cookies=cookies) as client:
         reply = await client.ask(question)
-    finally:
-        await client.close()
     assert EMBEDDED_MODEL in reply.final_text(), reply.events
     assert client.thread_id and client.cookies
     return client.thread_id, client.cookies

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from chat_support import ChainlitClient, Reply, converse
+from chat_support import ChainlitClient, Reply, connected, converse
 
 from tests.e2e.stack import ADMIN, EMBEDDED_MODEL, Stack, webui
 from tests.support.docker import crash, docker, health, inspect, throttled
@@ -114,16 +114,12 @@ def test_chat_starts_without_the_embedded_service_and_picks_it_up_when_it_starts
     before = faults.chat_metric(MESSAGES, outcome="failed")
 
     async def session() -> tuple[Reply, Reply, Reply]:
-        client = ChainlitClient(faults.url("chat-app"))
-        start = await client.connect()
-        try:
+        async with connected(faults.url("chat-app")) as client:
             unanswered = await client.ask("Are you there?")
             await asyncio.to_thread(up, faults, "foundry-local")
             await asyncio.to_thread(faults.wait_chat_ready, EMBEDDED_MODEL)
             # The same session, never reloaded: the model appears in its settings, and it answers.
-            return start, unanswered, await client.ask("Are you there now?")
-        finally:
-            await client.close()
+            return client.started, unanswered, await client.ask("Are you there now?")
 
     start, unanswered, answered = asyncio.run(session())
     assert any("No model is reachable right now" in text for text in start.texts()), start.events

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from chat_support import ChainlitClient, browser_cookies
+from chat_support import ChainlitClient, browser_cookies, connected
 
 from tests.e2e.stack import EMBEDDED_MODEL, Stack
 from tests.support.docker import crash, docker, health, inspect, running_container, throttled
@@ -89,14 +89,10 @@ def conversation(stack: Stack, thread_id: str, cookies: dict[str, str], answers:
 
 
 async def ask_all(url: str, questions: list[str], thread_id: str = "") -> str:
-    client = ChainlitClient(url, thread_id=thread_id)
-    await client.connect()
-    try:
+    async with connected(url, thread_id=thread_id) as client:
         for question in questions:
             reply = await client.ask(question)
             assert EMBEDDED_MODEL in reply.final_text(), reply.texts()
-    finally:
-        await client.close()
     return client.thread_id
 
 
@@ -187,11 +183,9 @@ def test_a_read_only_database_turns_the_history_off_in_words_and_the_chat_still_
         assert "read-only" in ready["history"]["problem"] or "cannot be" in ready["history"]["problem"], ready
 
         async def visit() -> list[str]:
-            client = ChainlitClient(chat_url)
-            started = await client.connect()
-            reply = await client.ask("does it still answer?")
-            await client.close()
-            return [*started.texts(), reply.final_text()]
+            async with connected(chat_url) as client:
+                reply = await client.ask("does it still answer?")
+            return [*client.started.texts(), reply.final_text()]
 
         texts = asyncio.run(visit())
         assert any(text.startswith("_History is off:") for text in texts), texts
@@ -207,18 +201,16 @@ def test_a_full_disk_is_said_in_words_and_what_was_stored_stays(history: Stack) 
         thread: dict[str, str] = {}
 
         async def visit() -> list[str]:
-            client = ChainlitClient(chat_url)
-            await client.connect()
-            stored = await client.ask("stored before the disk filled up")
-            thread["id"] = client.thread_id
-            cookies = dict(client.cookies or {})
-            thread["cookie"] = cookies["access_token"]
-            # Fill the volume to the last byte, as another program might.
-            await asyncio.to_thread(docker, "exec", name, "python", "-c", FILL_DISK)
-            reply = await client.ask("and this one?")
-            # The history's verdict comes after the answer (which never waits for the database).
-            notice = await next_text(client, "could not be saved")
-            await client.close()
+            async with connected(chat_url) as client:
+                stored = await client.ask("stored before the disk filled up")
+                thread["id"] = client.thread_id
+                cookies = dict(client.cookies or {})
+                thread["cookie"] = cookies["access_token"]
+                # Fill the volume to the last byte, as another program might.
+                await asyncio.to_thread(docker, "exec", name, "python", "-c", FILL_DISK)
+                reply = await client.ask("and this one?")
+                # The history's verdict comes after the answer (which never waits for the database).
+                notice = await next_text(client, "could not be saved")
             return [stored.final_text(), *reply.texts(), notice]
 
         texts = asyncio.run(visit())

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from chat_support import ChainlitClient
+from chat_support import connected
 
 from tests.e2e.stack import EMBEDDED_MODEL, Stack
 from tests.support.docker import docker
@@ -34,9 +34,7 @@ MARKER = re.compile(r"^marker (?P<session>s\d+-[0-9a-f]{6}) turn (?P<turn>\d+)$"
 
 
 async def session(url: str, tag: str, ttfts: list[float], errors: list[str]) -> None:
-    client = ChainlitClient(url)
-    await client.connect()
-    try:
+    async with connected(url) as client:
         await client.change_settings({"model": EMBEDDED_MODEL})
         for turn in range(TURNS):
             reply = await client.ask(f"marker {tag} turn {turn}")
@@ -46,8 +44,6 @@ async def session(url: str, tag: str, ttfts: list[float], errors: list[str]) -> 
                 errors.append(f"{tag} turn {turn}: {final!r}")
                 continue
             ttfts.append(times[0] - reply.sent_at)
-    finally:
-        await client.close()
 
 
 async def run_load(url: str, tags: list[str]) -> tuple[list[float], list[str], float]:
