@@ -16,6 +16,11 @@ LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 # server_address: the upstream that ran the request (the router's X-Foundry-Upstream), else the router itself.
 GENAI_LABELS = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "server_address")
 OUTCOMES = ("ok", "interrupted", "stopped", "failed", "rejected")
+# The history's writes (data_layer.py), the `operation` label of chat_history_write_failures_total.
+HISTORY_WRITES = (
+    "create_step", "update_step", "delete_step", "update_thread", "delete_thread", "upsert_feedback",
+    "delete_feedback", "create_user",
+)  # fmt: skip
 
 
 class ChatMetrics:
@@ -76,6 +81,8 @@ class ChatMetrics:
         )
         for rating in ("up", "down"):
             self.feedback.labels(rating)
+        for operation in HISTORY_WRITES:  # at 0 from the start: dashboards and alerts see a series, not a gap
+            self.history_write_failures.labels(operation)
         for outcome in OUTCOMES:
             self.messages.labels(outcome)
 
