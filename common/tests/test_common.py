@@ -7,6 +7,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -75,6 +76,21 @@ def test_without_secret_variables_every_value_is_shown(monkeypatch: pytest.Monke
 def test_good_settings_are_returned(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EXAMPLE_PORT", "9000")
     assert load_settings(Example).port == 9000
+
+
+@pytest.mark.unit
+def test_a_docker_secret_file_is_read_like_its_variable_and_the_environment_wins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "EXAMPLE_TOKEN").write_text("from-the-secret-file\n")
+    assert load_settings(Example, secrets_dir=tmp_path).token.get_secret_value() == "from-the-secret-file"
+    monkeypatch.setenv("EXAMPLE_TOKEN", "from-the-environment")
+    assert load_settings(Example, secrets_dir=tmp_path).token.get_secret_value() == "from-the-environment"
+
+
+@pytest.mark.unit
+def test_a_missing_secrets_folder_is_no_error(tmp_path: Path) -> None:
+    assert load_settings(Example, secrets_dir=tmp_path / "absent").token is None
 
 
 @pytest.mark.unit

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Collection
+from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -11,6 +12,10 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
 S = TypeVar("S", bound=BaseSettings)
+
+# Docker secrets (Swarm's `secrets:`) are files here, named after the variable: /run/secrets/DATABASE_URL is
+# read like DATABASE_URL, so a password never has to be in a service's environment. The environment wins.
+SECRETS_DIR = Path("/run/secrets")
 
 
 def split_list(value: object) -> object:
@@ -48,10 +53,11 @@ def format_errors(exc: ValidationError, secret_variables: Collection[str] = ()) 
     return "\n".join(lines)
 
 
-def load_settings(cls: type[S], secret_variables: Collection[str] = ()) -> S:
-    """Read `cls` from the environment; on bad values print which variable is wrong and exit 2."""
+def load_settings(cls: type[S], secret_variables: Collection[str] = (), secrets_dir: Path = SECRETS_DIR) -> S:
+    """Read `cls` from the environment, then from files named after the variables in `secrets_dir` (when it
+    exists); on bad values print which variable is wrong and exit 2."""
     try:
-        return cls()
+        return cls(_secrets_dir=secrets_dir if secrets_dir.is_dir() else None)
     except ValidationError as exc:
         print(format_errors(exc, secret_variables), file=sys.stderr)
         raise SystemExit(2) from None
