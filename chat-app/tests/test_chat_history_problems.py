@@ -1,22 +1,30 @@
 """A history database the chat cannot use: it says so (each new chat, /readyz, the metric) and keeps answering.
 
 The Docker cases (a read-only volume, a full disk) are in tests/e2e/test_history.py; these need no Docker: a
-database written by a newer release, and a PostgreSQL database switched to read-only.
+database written by a newer release, a PostgreSQL database switched to read-only, and one that starts after the
+chat (as in a Swarm stack, which cannot order services).
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import socketserver
 import sqlite3
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from chat_support import ChatProcess, PacedUpstream, connected, start_chat
 
 from foundry_chat.database import CURRENT_VERSION
 from tests.support.postgres import PostgresServer
-from tests.support.process import log_events
+from tests.support.process import free_port, log_events, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -87,5 +95,70 @@ def test_a_read_only_postgresql_database_is_said(
     chat = started(tmp_path_factory.mktemp("pg-read-only"), paced, DATABASE_URL=url)
     try:
         assert_history_off_and_still_answering(chat, "read-only")
+    finally:
+        chat.stop()
+
+
+@contextmanager
+def forwarding(port: int, target: tuple[str, int]) -> Iterator[None]:
+    """A TCP port that starts answering now, forwarding to `target`: a database that comes up late."""
+
+    class Forward(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            with socket.create_connection(target) as upstream:
+                pump = threading.Thread(target=copy, args=(upstream, self.request), daemon=True)
+                pump.start()
+                copy(self.request, upstream)
+                pump.join()
+
+    def copy(source: socket.socket, sink: socket.socket) -> None:
+        with suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    socketserver.ThreadingTCPServer.allow_reuse_address = True
+    with socketserver.ThreadingTCPServer(("127.0.0.1", port), Forward) as server:
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield
+        finally:
+            server.shutdown()
+
+
+def test_a_database_that_starts_after_the_chat_is_waited_for(
+    paced: PacedUpstream, postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    url = urlsplit(postgres.create_database(f"late_{uuid.uuid4().hex[:12]}"))
+    late_port = free_port()
+    late_url = url._replace(netloc=url.netloc.replace(f":{url.port}", f":{late_port}")).geturl()
+    tmp = tmp_path_factory.mktemp("late")
+    chat = start_chat(tmp, [paced.url], DATABASE_URL=late_url, DATABASE_WAIT_SECONDS="60")
+    try:
+        wait_until(
+            lambda: any(e.get("event") == "history_waiting" for e in log_events(chat.log_path)),
+            timeout=60,
+            what="the chat saying it waits for its database",
+        )
+        with pytest.raises(httpx.ConnectError):
+            chat.get("/healthz")  # no replica takes users before its history works
+        with forwarding(late_port, (url.hostname, url.port)):
+            chat.wait_healthy()
+            assert chat.get("/readyz").json()["history"]["ok"] is True
+            assert chat.metric("chat_history_up") == 1
+            assert "tok0" in first_visit(chat)[-1]
+    finally:
+        chat.stop()
+
+
+def test_a_database_that_never_comes_is_said_after_the_wait(
+    paced: PacedUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    url = f"postgresql://chat:secret@127.0.0.1:{free_port()}/chat"
+    chat = started(tmp_path_factory.mktemp("never"), paced, DATABASE_URL=url, DATABASE_WAIT_SECONDS="1")
+    try:
+        assert_history_off_and_still_answering(chat, "cannot be reached")
     finally:
         chat.stop()

@@ -88,6 +88,9 @@ feedbacks = sa.Table(
 )
 
 
+UNREACHABLE = "the history database cannot be reached"
+
+
 def explain(exc: BaseException) -> tuple[str, str]:
     """What went wrong with the database, and what to do, in words (from the driver's message)."""
     text = str(getattr(exc, "orig", None) or exc).lower()
@@ -96,7 +99,7 @@ def explain(exc: BaseException) -> tuple[str, str]:
     if "full" in text or "no space" in text or ("disk" in text and "quota" in text):
         return "the history database's disk is full", "free some space"
     if isinstance(exc, OSError | ConnectionError) or "connect" in text or "closed" in text:
-        return "the history database cannot be reached", "check that it is running (DATABASE_URL)"
+        return UNREACHABLE, "check that it is running (DATABASE_URL)"
     return f"the history database refused a write ({type(exc).__name__})", "check the chat service's log"
 
 

@@ -7,14 +7,24 @@ crash loop would help nobody: the answer is a person fixing the database, and th
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
 
-from foundry_chat.database import SchemaTooNew, create_engine, database_url, describe, explain, migrate
+from foundry_chat.database import (
+    UNREACHABLE,
+    SchemaTooNew,
+    create_engine,
+    database_url,
+    describe,
+    explain,
+    migrate,
+)
 from foundry_chat.metrics import ChatMetrics
 from foundry_chat.settings import Settings
 
@@ -34,6 +44,7 @@ class History:
         self.where = describe(self.url) if self.enabled else "off (CHAT_HISTORY=false)"
         self.layer: ChatDataLayer | None = None
         self.problem: str | None = None
+        self.wait_seconds = settings.database_wait_seconds
 
     @property
     def active(self) -> ChatDataLayer | None:
@@ -48,7 +59,7 @@ class History:
 
         self.layer = ChatDataLayer(create_engine(self.url), self.metrics)
         try:
-            done = await migrate(self.layer.engine)
+            done = await self._migrate_when_reachable(self.layer)
         except SchemaTooNew as exc:
             self._fail(str(exc))
         except Exception as exc:  # cannot open or create it: say what and where, keep chatting
@@ -57,6 +68,25 @@ class History:
         else:
             self.metrics.history_up.set(1)
             log.info("history_ready", database=self.where, migrations=done or None)
+
+    async def _migrate_when_reachable(self, layer: ChatDataLayer) -> list[str]:
+        """Migrate, retrying for DATABASE_WAIT_SECONDS while the database cannot be reached: in a Swarm stack
+        PostgreSQL may start after the chat (stack files have no `depends_on` conditions). The service answers
+        its health check only once this is done, so no replica takes users before it has its history."""
+        deadline = time.monotonic() + self.wait_seconds
+        delay = 0.5
+        while True:
+            try:
+                return await migrate(layer.engine)
+            except SchemaTooNew:
+                raise
+            except Exception as exc:
+                reason, _ = explain(exc)
+                if reason != UNREACHABLE or time.monotonic() + delay > deadline:
+                    raise
+                log.warning("history_waiting", database=self.where, reason=reason, retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _fail(self, problem: str, **details: str) -> None:
         self.problem = problem

@@ -157,6 +157,15 @@ class Settings(BaseSettings):
             "directory: `/app/data` in the image, a named volume)"
         ),
     )
+    database_wait_seconds: float = Field(
+        60.0,
+        ge=0,
+        validation_alias="DATABASE_WAIT_SECONDS",
+        description=(
+            "how long the chat waits at start for a history database it cannot reach (PostgreSQL starting "
+            "beside it) before it runs without history"
+        ),
+    )
     checkpoint_seconds: float = Field(
         1.0,
         gt=0,
