@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start Open WebUI like the official image's start.sh does: WEBUI_SECRET_KEY from the environment, else from
 # WEBUI_SECRET_KEY_FILE (generated once; compose.yaml points it into the data volume so that sessions survive
-# a re-created container), then uvicorn on $HOST:$PORT.
+# a re-created container), then uvicorn on $HOST:$PORT. OPENAI_API_KEYS_FILE (a Docker secret in the Swarm stack)
+# gives the connection's key without putting it in the environment of the service.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -17,6 +18,10 @@ if [[ -z ${WEBUI_SECRET_KEY:-} && -z ${WEBUI_JWT_SECRET_KEY:-} ]]; then
   WEBUI_SECRET_KEY=$(cat "$KEY_FILE")
 fi
 export WEBUI_SECRET_KEY
+if [[ -n ${OPENAI_API_KEYS_FILE:-} ]]; then
+  OPENAI_API_KEYS=$(cat "$OPENAI_API_KEYS_FILE")
+  export OPENAI_API_KEYS
+fi
 
 exec uvicorn open_webui.main:app --host "$HOST" --port "$PORT" \
   --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-*}" --workers "${UVICORN_WORKERS:-1}"
