@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Start of the edge image: EDGE_ADMIN_PASSWORD_FILE (a Docker secret) becomes EDGE_ADMIN_PASSWORD, the password
+# of user `admin` on the Prometheus port (haproxy.cfg); then the command (haproxy) replaces this shell.
+set -euo pipefail
+
+if [[ -n "${EDGE_ADMIN_PASSWORD_FILE:-}" ]]; then
+    if [[ ! -r "$EDGE_ADMIN_PASSWORD_FILE" ]]; then
+        echo "edge: EDGE_ADMIN_PASSWORD_FILE=$EDGE_ADMIN_PASSWORD_FILE is not a readable file" >&2
+        exit 1
+    fi
+    # $(<file) drops the trailing newline that secret files usually end with.
+    EDGE_ADMIN_PASSWORD="$(<"$EDGE_ADMIN_PASSWORD_FILE")"
+    export EDGE_ADMIN_PASSWORD
+fi
+if [[ -z "${EDGE_ADMIN_PASSWORD:-}" ]]; then
+    echo "edge: no admin password (EDGE_ADMIN_PASSWORD[_FILE]): the Prometheus port answers 403 to everything" >&2
+fi
+
+exec "$@"
