@@ -69,8 +69,9 @@ def test_every_alert_tells_the_operator_what_to_do() -> None:
         assert f"alertname: {alert['alert']}" in tested, f"{alert['alert']} has no promtool test"
 
 
-def test_prometheus_config_is_valid() -> None:
-    result = promtool("check", "config", "prometheus.yml")
+@pytest.mark.parametrize("config", ["prometheus.yml", "../swarm/prometheus.yml"])
+def test_prometheus_config_is_valid(config: str) -> None:
+    result = promtool("check", "config", config)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -21,7 +21,8 @@ BASH_SHEBANG = re.compile(rb"#!\s*\S*/(?:env\s+)?bash(?:\s|$)")
 
 
 def bash_scripts() -> list[str]:
-    """Files under scripts/ and .ci/ with a bash shebang, and the sourced libraries (scripts/lib/*.sh)."""
+    """Files under scripts/ and .ci/ with a bash shebang, the sourced libraries (scripts/lib/*.sh), and the
+    images' entry scripts (every other *.sh of the repository)."""
     found = []
     for top in ("scripts", ".ci"):
         for path in sorted((REPO / top).rglob("*")):
@@ -31,6 +32,8 @@ def bash_scripts() -> list[str]:
                 first_line = file.readline(200)
             if path.suffix == ".sh" or BASH_SHEBANG.match(first_line):
                 found.append(path.relative_to(REPO).as_posix())
+    for path in sorted(REPO.glob("*/*.sh")):
+        found.append(path.relative_to(REPO).as_posix())
     return found
 
 
@@ -41,6 +44,7 @@ def test_the_bash_scripts_are_found() -> None:
     }
     assert expected <= set(scripts), f"missing from {scripts}: {sorted(expected - set(scripts))}"
     assert "scripts/doctor" not in scripts, "scripts/doctor is Python"
+    assert {"edge/entrypoint.sh", "postgres/docker-entrypoint.sh", "open-webui/start.sh"} <= set(scripts)
 
 
 def test_every_bash_script_passes_shellcheck() -> None:
