@@ -1,0 +1,76 @@
+"""Benchmark: the chat service on Docker Swarm with one replica, then three, under the same load.
+
+Deploys the offline Swarm stack with scripts/swarm-up (a Docker engine is needed; a single-node swarm is started
+when there is none, and left again), then for each replica count starts SESSIONS sessions in a loop through the
+edge (connect, ask, check the answer, close: tests/support/swarm_load.py), lets every worker finish one session,
+and measures the time to first token of the next ANSWERS answers. Prints p50/p95 per replica count and the ratio
+three/one (below 1: three replicas answer sooner). On one node the replicas share its cores: the ratio shows the
+chat service's own cost (Socket.IO, the history) being spread, not more model capacity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(REPO), str(REPO / "chat-app" / "tests")]
+from tests.e2e.stack import EMBEDDED_MODEL  # noqa: E402
+from tests.support.docker import docker  # noqa: E402
+from tests.support.process import tiny_model_dir  # noqa: E402
+from tests.support.swarm import SwarmStack  # noqa: E402
+from tests.support.swarm_load import load_on, p95  # noqa: E402
+
+
+def measure(stack: SwarmStack, replicas: int, sessions: int, answers: int) -> list[float]:
+    docker("service", "scale", "--detach=false", f"{stack.service('chat-app')}={replicas}", timeout=300)
+    stack.wait_tasks("chat-app", replicas)
+    load = load_on(stack)
+    thread = load.run(sessions)
+    try:
+        load.wait_sessions(sessions)  # warm-up: every worker has had a session
+        start = time.monotonic()
+        load.wait_sessions(answers)
+        end = time.monotonic()
+    finally:
+        load.stop.set()
+        thread.join(timeout=120)
+    if load.failures:
+        raise SystemExit(f"{len(load.failures)} sessions failed, e.g. {load.failures[0]}")
+    return load.ttfts_between(start, end)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", type=int, default=64, help="concurrent sessions (default 64)")
+    parser.add_argument("--answers", type=int, default=256, help="answers measured per replica count (default 256)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = SwarmStack.create(
+            f"fs-bench-{uuid.uuid4().hex[:6]}",
+            Path(tmp) / "secrets",
+            TINY_MODEL_DIR=str(tiny_model_dir()),
+            MODEL=EMBEDDED_MODEL,
+            MAX_TOKENS="24",
+        )
+        print("deploying the offline Swarm stack (scripts/swarm-up --offline) ...", flush=True)
+        stack.up()
+        try:
+            results = {n: measure(stack, n, args.sessions, args.answers) for n in (1, 3)}
+        finally:
+            stack.down()
+    print(f"\nchat on Swarm, {args.sessions} sessions, time to first token at the client (ms):")
+    print(f"{'replicas':>9} {'answers':>8} {'p50':>8} {'p95':>8}")
+    for replicas, ttfts in results.items():
+        print(f"{replicas:>9} {len(ttfts):>8} {statistics.median(ttfts) * 1000:>8.1f} {p95(ttfts) * 1000:>8.1f}")
+    print(f"ratio three/one: p50 ×{statistics.median(results[3]) / statistics.median(results[1]):.3f}, "
+          f"p95 ×{p95(results[3]) / p95(results[1]):.3f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
