@@ -29,7 +29,7 @@ import pytest
 from chat_support import connected
 
 from tests.e2e.stack import ADMIN, EMBEDDED_MODEL, Stack, webui
-from tests.support.docker import docker
+from tests.support.docker import bridge_gateway
 from tests.support.postgres import PostgresServer
 from tests.support.process import REPO, wait_until
 
@@ -289,7 +289,7 @@ def test_a_postgresql_history_is_dumped_and_restored(
 ) -> None:
     database = f"chat_{uuid.uuid4().hex[:8]}"
     postgres.create_database(database)
-    gateway = docker("network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}").stdout.strip()
+    gateway = bridge_gateway()
     password = f"never-printed-{uuid.uuid4().hex[:8]}"  # the server trusts 127.0.0.1: any password will do
 
     def psql(sql: str) -> str:

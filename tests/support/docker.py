@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -91,3 +92,14 @@ def throttled(container: str, cpus: float) -> Iterator[None]:
     finally:
         # `--cpus 0` does not lift a limit; every CPU of the machine does.
         docker("update", "--cpus", str(os.cpu_count() or 1), container, check=False)
+
+
+def bridge_gateway() -> str:
+    """This machine's address on Docker's default bridge, which containers reach it by (as host-gateway does).
+
+    Read from the interface: the bridge network's IPAM config does not always name its gateway (seen here on
+    20.10, once the engine had been in a swarm)."""
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "docker0"], capture_output=True, text=True).stdout
+    found = re.search(r"inet (\d+\.\d+\.\d+\.\d+)/", out)
+    assert found, f"no IPv4 address on docker0 (is the Docker engine running?): {out!r}"
+    return found.group(1)

@@ -8,6 +8,7 @@ containers see (a replica's own metrics) is read with `docker exec`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import Page, expect
 
+from tests.e2e.stack import EMBEDDED_MODEL
 from tests.support.docker import docker
 from tests.support.logs import register
 from tests.support.process import REPO, free_port, metric_sum, wait_until
@@ -209,3 +211,33 @@ def log_in(page: Page, swarm: SwarmStack) -> None:
     page.locator("#password").fill(swarm.secret("admin_password"))
     page.keyboard.press("Enter")
     expect(page.locator("#chat-input")).to_be_visible(timeout=30_000)
+
+
+# --- what the routers do with the model tasks ----------------------------------------------------------------
+
+
+def upstreams_serving(swarm: SwarmStack, router: str) -> set[str]:
+    """The upstreams this router replica would send the model to now (from its /readyz)."""
+    upstreams = swarm.readyz(router, "router")["upstreams"]
+    return {u["name"] for u in upstreams if u["state"] == "up" and EMBEDDED_MODEL in u.get("models", [])}
+
+
+def every_router_serves_from(swarm: SwarmStack, expected: set[str]) -> bool:
+    return all(upstreams_serving(swarm, router) == expected for router in swarm.containers("router"))
+
+
+def where_answered(swarm: SwarmStack, requests: int) -> list[str]:
+    """Send `requests` completions at once through the edge; the upstream of each (all must succeed)."""
+
+    async def one(http: httpx.AsyncClient) -> str:
+        body = {"model": EMBEDDED_MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 200}
+        response = await http.post("/v1/chat/completions", json=body)
+        assert response.status_code == 200, response.text
+        return response.headers["x-foundry-upstream"]
+
+    async def all_at_once() -> list[str]:
+        headers = {"Authorization": f"Bearer {swarm.secret('router_api_key')}"}
+        async with httpx.AsyncClient(base_url=swarm.url("router"), headers=headers, timeout=60) as http:
+            return list(await asyncio.gather(*(one(http) for _ in range(requests))))
+
+    return asyncio.run(all_at_once())

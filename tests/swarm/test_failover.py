@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 from chat_support import ChainlitClient, Reply, login
 from playwright.sync_api import Page, expect
@@ -22,7 +21,14 @@ from test_chat_history_browser import ask, chromium_page, finished_answers
 from tests.e2e.stack import EMBEDDED_MODEL
 from tests.support.docker import docker, throttled
 from tests.support.process import ready_gateway, wait_until
-from tests.support.swarm import PROBE_INTERVAL_SECONDS, SwarmStack, log_in
+from tests.support.swarm import (
+    PROBE_INTERVAL_SECONDS,
+    SwarmStack,
+    every_router_serves_from,
+    log_in,
+    upstreams_serving,
+    where_answered,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -152,33 +158,6 @@ def second_model_runtime(tiny_model: Path, port: int, tmp: Path) -> Iterator[str
         tmp, port=port, GATEWAY_HOST="0.0.0.0", FOUNDRY_MODEL_PATH=str(tiny_model), FOUNDRY_MODEL_ID=EMBEDDED_MODEL
     ):
         yield f"host.docker.internal:{port}"
-
-
-def upstreams_serving(swarm: SwarmStack, router: str) -> set[str]:
-    """The upstreams this router replica would send the model to now (from its /readyz)."""
-    upstreams = swarm.readyz(router, "router")["upstreams"]
-    return {u["name"] for u in upstreams if u["state"] == "up" and EMBEDDED_MODEL in u.get("models", [])}
-
-
-def every_router_serves_from(swarm: SwarmStack, expected: set[str]) -> bool:
-    return all(upstreams_serving(swarm, router) == expected for router in swarm.containers("router"))
-
-
-def where_answered(swarm: SwarmStack, requests: int) -> list[str]:
-    """Send `requests` completions at once through the edge; the upstream of each (all must succeed)."""
-
-    async def one(http: httpx.AsyncClient) -> str:
-        body = {"model": EMBEDDED_MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 200}
-        response = await http.post("/v1/chat/completions", json=body)
-        assert response.status_code == 200, response.text
-        return response.headers["x-foundry-upstream"]
-
-    async def all_at_once() -> list[str]:
-        headers = {"Authorization": f"Bearer {swarm.secret('router_api_key')}"}
-        async with httpx.AsyncClient(base_url=swarm.url("router"), headers=headers, timeout=60) as http:
-            return list(await asyncio.gather(*(one(http) for _ in range(requests))))
-
-    return asyncio.run(all_at_once())
 
 
 def test_a_killed_model_task_is_left_within_a_probe_interval_and_used_again_when_back(
