@@ -172,6 +172,10 @@ class SwarmStack:
     def readyz(self, container: str, service: str) -> dict:
         return json.loads(self.inner_get(container, INNER_PORTS[service], "/readyz"))
 
+    def save_logs(self, artifacts: Path) -> None:
+        """Every service's log into the artifacts, for people to read after the run."""
+        (artifacts / f"swarm-{self.name}.log").write_text(self.logs(tail=300))
+
     def log(self) -> str:
         """The end of every service's log (tests/support/logs.py attaches it to a failure)."""
         return self.logs(tail=30)

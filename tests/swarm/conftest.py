@@ -48,8 +48,8 @@ def swarm(
         stack.up()
         yield stack
     finally:
-        try:
-            (artifacts / f"swarm-{stack.name}.log").write_text(stack.logs(tail=300))
-        finally:
-            if not stack.removed:
+        if not stack.removed:  # test_teardown.py removes it, after saving the logs
+            try:
+                stack.save_logs(artifacts)
+            finally:
                 stack.down()

@@ -3,6 +3,8 @@ and the swarm is gone when scripts/swarm-up started it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.support.docker import docker
@@ -11,7 +13,8 @@ from tests.support.swarm import SwarmStack, swarm_state
 pytestmark = pytest.mark.e2e
 
 
-def test_swarm_down_leaves_nothing_behind(swarm: SwarmStack) -> None:
+def test_swarm_down_leaves_nothing_behind(swarm: SwarmStack, artifacts: Path) -> None:
+    swarm.save_logs(artifacts)
     result = swarm.down()
     label = f"label=com.docker.stack.namespace={swarm.name}"
     assert docker("ps", "--all", "--quiet", "--filter", label).stdout.strip() == "", "containers left"
