@@ -3,9 +3,12 @@
 Deploys the offline Swarm stack with scripts/swarm-up (a Docker engine is needed; a single-node swarm is started
 when there is none, and left again), then for each replica count starts SESSIONS sessions in a loop through the
 edge (connect, ask, check the answer, close: tests/support/swarm_load.py), lets every worker finish one session,
-and measures the time to first token of the next ANSWERS answers. Prints p50/p95 per replica count and the ratio
-three/one (below 1: three replicas answer sooner). On one node the replicas share its cores: the ratio shows the
-chat service's own cost (Socket.IO, the history) being spread, not more model capacity.
+and measures the time to first token of the next ANSWERS answers; ROUNDS times, one and three replicas in turn, so
+that drift on the machine falls on both. Prints p50/p95 of each count's pooled answers and the ratio three/one
+(below 1: three replicas answer sooner). On one node the replicas share its cores with the model, PostgreSQL and
+this load generator: on a 2-core machine every core is busy at 64 sessions with one replica already (one chat
+replica uses about 0.7 of a core there), so more replicas can only add their own overhead. The ratio means
+something on machines with cores to spare, or across nodes.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ def measure(stack: SwarmStack, replicas: int, sessions: int, answers: int) -> li
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=64, help="concurrent sessions (default 64)")
-    parser.add_argument("--answers", type=int, default=256, help="answers measured per replica count (default 256)")
+    parser.add_argument("--answers", type=int, default=256, help="answers measured per round (default 256)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of one, then three replicas (default 3)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         stack = SwarmStack.create(
@@ -61,10 +65,13 @@ def main() -> None:
         print("deploying the offline Swarm stack (scripts/swarm-up --offline) ...", flush=True)
         stack.up()
         try:
-            results = {n: measure(stack, n, args.sessions, args.answers) for n in (1, 3)}
+            results: dict[int, list[float]] = {1: [], 3: []}
+            for _ in range(args.rounds):
+                for replicas in results:
+                    results[replicas] += measure(stack, replicas, args.sessions, args.answers)
         finally:
             stack.down()
-    print(f"\nchat on Swarm, {args.sessions} sessions, time to first token at the client (ms):")
+    print(f"\nchat on Swarm, {args.sessions} sessions, {args.rounds} rounds, time to first token at the client (ms):")
     print(f"{'replicas':>9} {'answers':>8} {'p50':>8} {'p95':>8}")
     for replicas, ttfts in results.items():
         print(f"{replicas:>9} {len(ttfts):>8} {statistics.median(ttfts) * 1000:>8.1f} {p95(ttfts) * 1000:>8.1f}")
