@@ -17,10 +17,13 @@ from tests.support.swarm import SwarmStack
 
 @dataclass
 class Load:
-    """Sessions started in a loop by `workers` tasks until `stop`; each one's outcome, time and TTFT."""
+    """Sessions started in a loop by `workers` tasks until `stop`; each one's outcome, time and TTFT. With `think`
+    seconds, each worker pauses that long between its sessions (a person reading the answer), so the load is a
+    pace rather than as fast as the machine answers."""
 
     url: str
     cookies: dict[str, str]
+    think: float = 0.0
     stop: threading.Event = field(default_factory=threading.Event)
     done: list[tuple[float, float]] = field(default_factory=list)  # (finished at, TTFT)
     failures: list[str] = field(default_factory=list)
@@ -43,6 +46,8 @@ class Load:
         while not self.stop.is_set():
             await self.one_session(f"worker {number} session {turn}")
             turn += 1
+            if self.think:
+                await asyncio.sleep(self.think)
 
     def run(self, workers: int) -> threading.Thread:
         thread = threading.Thread(target=lambda: asyncio.run(self._all(workers)), name="swarm-load", daemon=True)
@@ -68,8 +73,8 @@ def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[-1] if len(values) > 1 else values[0]
 
 
-def load_on(swarm: SwarmStack) -> Load:
+def load_on(swarm: SwarmStack, think: float = 0.0) -> Load:
     """Sessions of many browsers logged in as the admin: each sends the login's token, and none the edge's replica
     cookie of the login's response (a browser sends it back, so each would stick to that one replica)."""
     token = login(swarm.url("chat-app"), "admin", swarm.secret("admin_password")).cookies["access_token"]
-    return Load(swarm.url("chat-app"), {"access_token": token})
+    return Load(swarm.url("chat-app"), {"access_token": token}, think=think)
