@@ -1,9 +1,13 @@
-"""Fixtures for the WebGPU demo's tests: the built site, the real nginx serving it, Debian's Chromium."""
+"""Fixtures for the WebGPU demos' tests: the built site, the chat page's model folders, the real nginx serving
+them, Debian's Chromium, and what Python ONNX Runtime makes of the same inputs."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import os
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +16,48 @@ import pytest
 from playwright.sync_api import Browser, Playwright, sync_playwright
 
 from tests.browser.webgpu_site import Nginx, build_site, launch_chromium, serve
+from tests.support.process import REPO
+
+TINY_MODEL_PYTHON = REPO / ".venvs" / "tiny-model" / "bin" / "python"
+CHAT_REFERENCE = Path(__file__).with_name("chat_reference.py")
+# A weights file this large cannot be held by ONNX Runtime Web (32-bit WebAssembly memory); sparse on disk.
+TOO_LARGE_BYTES = 5 * 1024**3
+
+
+def model_copy(folder: Path, tiny_model: Path, leave_out: str = "") -> Path:
+    """A model folder whose files link to the tiny model's, but for leave_out (written by the caller)."""
+    folder.mkdir()
+    for file in tiny_model.iterdir():
+        if file.name != leave_out and not file.name.startswith("."):
+            (folder / file.name).symlink_to(file)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def chat_models(tiny_model: Path) -> Iterator[Path]:
+    """The chat page's model folders: the tiny model, and broken copies of it for the bad-input tests."""
+    # Not under pytest's tmp_path (mode 700): nginx's workers run as nobody when the tests run as root.
+    with tempfile.TemporaryDirectory(prefix="chat-models-") as tmp:
+        models = Path(tmp)
+        models.chmod(0o755)
+        yield fill_chat_models(models, tiny_model)
+
+
+def fill_chat_models(models: Path, tiny_model: Path) -> Path:
+    (models / "tiny-chat").symlink_to(tiny_model)
+    model_copy(models / "no-tokenizer", tiny_model, leave_out="tokenizer.json")
+    corrupt = model_copy(models / "corrupt", tiny_model, leave_out="model.onnx")
+    (corrupt / "model.onnx").write_bytes(b"this is not an ONNX model\n" * 500)
+    huge = model_copy(models / "too-large", tiny_model, leave_out="model.onnx.data")
+    with (huge / "model.onnx.data").open("wb") as data:
+        data.truncate(TOO_LARGE_BYTES)
+    return models
+
+
+@pytest.fixture(scope="session")
+def webgpu_server(webgpu_site: Path, chat_models: Path) -> Iterator[Nginx]:
+    with serve(webgpu_site, models=chat_models) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -20,9 +66,28 @@ def webgpu_site() -> Path:
 
 
 @pytest.fixture(scope="session")
-def webgpu_server(webgpu_site: Path) -> Iterator[Nginx]:
-    with serve(webgpu_site) as server:
-        yield server
+def genai_reference(tiny_model: Path) -> Callable[[list[dict], int], dict]:
+    """reference(messages, tokens): the prompt, its ids and the greedy answer's ids from ONNX Runtime GenAI
+    (tests/browser/chat_reference.py, in the tiny model's venv, which has onnxruntime-genai)."""
+    if not TINY_MODEL_PYTHON.exists():
+        raise RuntimeError(
+            f"{TINY_MODEL_PYTHON} is missing: it comes with the tiny model "
+            f"(rm -r {tiny_model} && scripts/make-tiny-model)"
+        )
+
+    def reference(messages: list[dict], tokens: int) -> dict:
+        result = subprocess.run(
+            [str(TINY_MODEL_PYTHON), str(CHAT_REFERENCE), str(tiny_model), str(tokens)],
+            input=json.dumps(messages),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+        )
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    return reference
 
 
 # Package scope: Playwright's sync API keeps an event loop running in this thread while it is open, and

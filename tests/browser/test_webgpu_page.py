@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page
 
+from tests.browser.recorded_page import RecordedPage
 from tests.browser.webgpu_site import Nginx
 
 pytestmark = pytest.mark.browser
@@ -19,18 +20,8 @@ TOLERANCE = 1e-4
 RUNS = 2  # repeated runs per classification: SwiftShader WebGPU is slow and the CPU is shared
 
 
-class RecordedPage:
-    """A page with every request and console message recorded from before the first navigation."""
-
-    def __init__(self, browser: Browser, server: Nginx) -> None:
-        self.context = browser.new_context(viewport={"width": 1280, "height": 1000})
-        self.page: Page = self.context.new_page()
-        self.server = server
-        self.requests: list[str] = []
-        self.console: list[str] = []
-        self.context.on("request", lambda request: self.requests.append(request.url))
-        self.page.on("console", lambda message: self.console.append(f"{message.type}: {message.text}"))
-        self.page.on("pageerror", lambda error: self.console.append(f"pageerror: {error}"))
+class DigitsPage(RecordedPage):
+    """The digits page, with its results read from output#result-json."""
 
     def open(self, ep: str, runs: int = RUNS, timeout: float = 90_000, extra: str = "") -> Page:
         self.page.goto(f"{self.server.url}/?ep={ep}&runs={runs}{extra}")
@@ -52,27 +43,13 @@ class RecordedPage:
         button = self.page.get_by_role("button", name=f"Classify sample digit {label}")
         return self.result_after(button.click)
 
-    def foreign_requests(self) -> list[str]:
-        origin = urlsplit(self.server.url)
-        return [
-            url
-            for url in self.requests
-            if urlsplit(url).scheme not in {"data", "blob"} and urlsplit(url)[:2] != origin[:2]
-        ]
-
-    def csp_violations(self) -> list[str]:
-        return [line for line in self.console if "Content Security Policy" in line or "pageerror" in line]
-
-    def close(self) -> None:
-        self.context.close()
-
 
 @pytest.fixture
 def recorded(request: pytest.FixtureRequest, webgpu_server: Nginx):
-    pages: list[RecordedPage] = []
+    pages: list[DigitsPage] = []
 
-    def make(browser: Browser) -> RecordedPage:
-        page = RecordedPage(browser, webgpu_server)
+    def make(browser: Browser) -> DigitsPage:
+        page = DigitsPage(browser, webgpu_server)
         pages.append(page)
         return page
 
@@ -81,7 +58,7 @@ def recorded(request: pytest.FixtureRequest, webgpu_server: Nginx):
         page.close()
 
 
-def check_samples(page: RecordedPage, samples: list[dict], reference: np.ndarray, ep: str) -> list[int]:
+def check_samples(page: DigitsPage, samples: list[dict], reference: np.ndarray, ep: str) -> list[int]:
     predictions = []
     for sample, expected in zip(samples, reference, strict=True):
         result = page.classify_sample(sample["label"])

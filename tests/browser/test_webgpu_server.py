@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
 import json
 import re
 import subprocess
 import sys
+import threading
+import typing
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.browser.webgpu_site import NGINX_CONF, WEBGPU_STATIC, Nginx, nginx_test, render_nginx_conf
+from tests.browser.webgpu_site import NGINX_CONF, WEBGPU_STATIC, Nginx, nginx_test, render_nginx_conf, serve
 from tests.support.process import REPO
 
 pytestmark = pytest.mark.integration
@@ -112,22 +115,30 @@ def test_health_and_not_found(webgpu_server: Nginx) -> None:
         check_security_headers(response)
 
 
-def test_only_the_webgpu_build_of_onnxruntime_is_shipped(webgpu_site: Path) -> None:
-    (vendor,) = (webgpu_site / "vendor").iterdir()
+def test_only_the_npm_files_the_pages_load_are_shipped(webgpu_site: Path) -> None:
     lock = json.loads((WEBGPU_STATIC / "package-lock.json").read_text())
-    version = lock["packages"]["node_modules/onnxruntime-web"]["version"]
-    assert vendor.name == f"onnxruntime-web-{version}"
-    assert sorted(p.name for p in vendor.iterdir() if p.suffix != ".gz") == [
-        "ort-wasm-simd-threaded.asyncify.mjs",
-        "ort-wasm-simd-threaded.asyncify.wasm",
-        "ort.webgpu.min.mjs",
-    ]
+    version = {
+        name: lock["packages"][f"node_modules/{name}"]["version"] for name in lock["packages"][""]["dependencies"]
+    }
+    shipped = {
+        folder.name: sorted(p.name for p in folder.iterdir() if p.suffix != ".gz")
+        for folder in (webgpu_site / "vendor").iterdir()
+    }
+    assert shipped == {
+        f"onnxruntime-web-{version['onnxruntime-web']}": [
+            "ort-wasm-simd-threaded.asyncify.mjs",
+            "ort-wasm-simd-threaded.asyncify.wasm",
+            "ort.webgpu.min.mjs",
+        ],
+        f"huggingface-tokenizers-{version['@huggingface/tokenizers']}": ["tokenizers.min.mjs"],
+        f"huggingface-jinja-{version['@huggingface/jinja']}": ["index.js"],
+    }
     # No registry addresses in the lock file (npm's omit-lockfile-registry-resolved) and an exact pin.
     assert "resolved" not in (WEBGPU_STATIC / "package-lock.json").read_text()
-    assert json.loads((WEBGPU_STATIC / "package.json").read_text())["dependencies"]["onnxruntime-web"] == version
+    assert json.loads((WEBGPU_STATIC / "package.json").read_text())["dependencies"] == version
     # Nothing of ours on the site names another origin (the SVG's XML namespace is a name, not a request).
     for path in webgpu_site.rglob("*"):
-        if path.suffix in {".html", ".css", ".json"} or re.fullmatch(r"app\.\w+\.mjs", path.name):
+        if path.suffix in {".html", ".css", ".json"} or (path.parent.name == "assets" and path.suffix == ".mjs"):
             assert not re.search(r"https?://", path.read_text()), path
 
 
@@ -148,3 +159,82 @@ def test_the_model_build_is_deterministic_and_accurate(tmp_path: Path, webgpu_si
     for name in ("digits.onnx", "samples.json", "model.json"):
         digest = hashlib.sha256((tmp_path / name).read_bytes()).hexdigest()
         assert digest == hashlib.sha256((cached / name).read_bytes()).hexdigest(), name
+
+
+def test_chat_page_headers(webgpu_server: Nginx) -> None:
+    for path in ("/chat", "/chat.html"):
+        response = httpx.get(webgpu_server.url + path)
+        assert response.status_code == 200, path
+        assert response.headers["content-type"] == "text/html; charset=utf-8"
+        assert response.headers["cache-control"] == "no-cache"
+        assert 'id="prompt"' in response.text
+        check_security_headers(response)
+
+
+def test_model_folders_are_listed_as_json_and_served_as_files(webgpu_server: Nginx, chat_models: Path) -> None:
+    with httpx.Client(base_url=webgpu_server.url) as client:
+        folders = client.get("/models/")
+        assert folders.headers["content-type"] == "application/json; charset=utf-8"
+        assert {"name": "tiny-chat", "type": "directory"}.items() <= next(
+            entry for entry in folders.json() if entry["name"] == "tiny-chat"
+        ).items()
+        listing = {entry["name"]: entry for entry in client.get("/models/tiny-chat/").json()}
+        on_disk = {p.name: p for p in (chat_models / "tiny-chat").iterdir() if not p.name.startswith(".")}
+        # Dotfiles (the build stamp) are neither listed nor served.
+        assert set(listing) == set(on_disk)
+        assert client.get("/models/tiny-chat/.build-hash").status_code == 404
+        types = {"model.onnx.data": "application/octet-stream", "genai_config.json": "application/json"}
+        for name, content_type in types.items():
+            response = client.get(f"/models/tiny-chat/{name}")
+            assert response.status_code == 200, name
+            assert response.headers["content-type"].split(";")[0] == content_type, name
+            # Revalidated: the page keeps its own copy (Cache Storage), keyed on the listing.
+            assert response.headers["cache-control"] == "no-cache", name
+            check_security_headers(response)
+            assert response.content == on_disk[name].read_bytes()
+            assert listing[name]["size"] == on_disk[name].stat().st_size
+        assert client.get("/models/absent/").status_code == 404
+
+
+class RecordingRouter(http.server.BaseHTTPRequestHandler):
+    """Where nginx forwards the router's routes in this tier: it records what arrives and answers 200. The real
+    router behind the real site is in the e2e tier (tests/e2e/test_stack.py)."""
+
+    seen: typing.ClassVar[list[tuple[str, str, str]]] = []
+
+    def answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        self.seen.append((self.command, self.path, self.headers.get("Authorization", "")))
+        body = b'{"object": "list", "data": []}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_only_the_routers_client_routes_are_forwarded(webgpu_site: Path, webgpu_server: Nginx) -> None:
+    # Without a router behind it, the site still serves and the forwarded routes say 502.
+    assert httpx.get(webgpu_server.url + "/v1/models").status_code == 502
+    router = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RecordingRouter)
+    threading.Thread(target=router.serve_forever, daemon=True).start()
+    try:
+        with serve(webgpu_site, router=f"127.0.0.1:{router.server_port}") as server:
+            key = {"Authorization": "Bearer from-the-page"}
+            assert httpx.get(server.url + "/v1/models", headers=key).status_code == 200
+            assert httpx.post(server.url + "/v1/chat/completions", json={"model": "m"}).status_code == 200
+            for path in ("/v1/embeddings", "/v1/completions", "/metrics", "/readyz", "/v1/models/x"):
+                assert httpx.get(server.url + path).status_code == 404, path
+    finally:
+        router.shutdown()
+    # The page's key is passed on as it came; nginx adds none.
+    assert RecordingRouter.seen == [
+        ("GET", "/v1/models", "Bearer from-the-page"),
+        ("POST", "/v1/chat/completions", ""),
+    ]

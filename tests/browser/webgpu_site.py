@@ -41,13 +41,22 @@ def build_site() -> Path:
     return SITE_CACHE / "site"
 
 
-def render_nginx_conf(port: int, root: Path, prefix: Path) -> str:
-    """nginx.conf for a local run: 127.0.0.1:port, the given site root, runtime files under prefix."""
+# Where the local nginx forwards the router's routes when no router is given: a port nothing listens on (502).
+NO_ROUTER = "127.0.0.1:9"
+
+
+def render_nginx_conf(
+    port: int, root: Path, prefix: Path, *, models: Path | None = None, router: str = NO_ROUTER
+) -> str:
+    """nginx.conf for a local run: 127.0.0.1:port, the given site root, runtime files under prefix, the chat's
+    model folders from models (default: an empty folder under prefix), the router's routes sent to router."""
     # The config's runtime paths under /tmp/ first: the site root may itself be under /tmp (a clone there).
     text = re.sub(r"(?<=[ \t])/tmp/", f"{prefix}/", NGINX_CONF.read_text())
     replaced = {
         r"listen 8080;": f"listen 127.0.0.1:{port};",
         r"root /usr/share/nginx/html;": f"root {root};",
+        r"alias /models/;": f"alias {models or prefix / 'models'}/;",
+        r"set $router router:4000;": f"set $router {router};",
     }
     for old, new in replaced.items():
         if text.count(old) != 1:
@@ -73,7 +82,7 @@ def nginx_test(conf: Path, prefix: Path) -> subprocess.CompletedProcess[str]:
 
 
 @contextmanager
-def serve(root: Path) -> Iterator[Nginx]:
+def serve(root: Path, *, models: Path | None = None, router: str = NO_ROUTER) -> Iterator[Nginx]:
     """Run the real nginx on 127.0.0.1 in the foreground of a child process; stop it afterwards."""
     if shutil.which("nginx") is None:
         raise RuntimeError("nginx is missing: run scripts/install-prerequisites (Debian nginx-light)")
@@ -81,7 +90,10 @@ def serve(root: Path) -> Iterator[Nginx]:
         prefix = Path(tmp)
         port = free_port()
         conf = prefix / "nginx.conf"
-        conf.write_text(render_nginx_conf(port, root, prefix))
+        # Readable by nginx's workers, which run as nobody when the tests run as root.
+        prefix.chmod(0o755)
+        (prefix / "models").mkdir()
+        conf.write_text(render_nginx_conf(port, root, prefix, models=models, router=router))
         out = (prefix / "nginx.out").open("wb")
         proc = subprocess.Popen(
             ["nginx", "-p", str(prefix), "-c", str(conf), "-e", "stderr", "-g", "daemon off;"],

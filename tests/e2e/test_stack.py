@@ -10,13 +10,17 @@ embedded service serves the tiny model in its container. Both at once is the com
 from __future__ import annotations
 
 import json
+import re
 import uuid
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
 from chat_support import ask_once
+from playwright.sync_api import expect, sync_playwright
 
+from tests.browser.webgpu_site import launch_chromium
 from tests.e2e.stack import ADMIN, EMBEDDED_MODEL, HOST_MODEL, OFFLINE_SERVICES, Stack, webui
 from tests.support.process import GatewayProcess, metric_sum, start_gateway, wait_until
 
@@ -189,6 +193,41 @@ def test_static_site_answers(stack: Stack) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assert httpx.get(f"{stack.url('webgpu-static')}/healthz", timeout=5).status_code == 200
+
+
+def test_the_browser_chat_answers_beside_the_server(stack: Stack, artifacts: Path) -> None:
+    """/chat in Chromium: the tiny model in the page, and the same conversation through the site's own origin to
+    the router and the embedded runtime, with time to first token and tokens/s for both."""
+    site = stack.url("webgpu-static")
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright, webgpu=False)
+        try:
+            page = browser.new_page()
+            requests: list[str] = []
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(f"{site}/chat?model=tiny-chat&ep=wasm&max_tokens=16")
+            page.locator("body[data-state='ready']").wait_for(state="attached", timeout=120_000)
+            expect(page.locator(f"#server-model option[value='{EMBEDDED_MODEL}']")).to_be_attached()
+            page.check("#compare")
+            page.select_option("#server-model", EMBEDDED_MODEL)
+            page.fill("#prompt", "Hello there")
+            page.click("#send")
+            page.locator("#chat-json[data-seq='1']").wait_for(state="attached", timeout=120_000)
+            turn = json.loads(page.text_content("#chat-json") or "{}")
+            figures = [
+                page.inner_text(f"#{side}-{figure}") for side in ("browser", "server") for figure in ("ttft", "tps")
+            ]
+            page.screenshot(path=artifacts / "browser-chat.png", full_page=True)
+        finally:
+            browser.close()
+    server = turn["server"]
+    assert "error" not in server, server
+    assert server["model"] == EMBEDDED_MODEL
+    assert server["ttftMs"] > 0 and server["tokensPerSecond"] > 0 and server["tokens"] > 0
+    # The same weights, template and greedy decoding on both sides: the same words.
+    assert server["text"] == turn["text"]
+    assert all(re.fullmatch(r"[\d.]+ (ms|tokens/s)", figure) for figure in figures), figures
+    assert all(request.startswith(site) for request in requests), requests
 
 
 def test_embedded_gateway_is_published(stack: Stack) -> None:

@@ -10,6 +10,8 @@
 // URL parameters: ?ep=auto|webgpu|wasm (initial choice), ?runs=N (repeated runs per classification),
 // ?threads=N (WASM threads).
 
+import { probeWebGPU } from './webgpu.mjs';
+
 const config = JSON.parse(document.getElementById('site-config').textContent);
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
@@ -58,41 +60,6 @@ function median(values) {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// WebGPU capability check
-async function probeWebGPU() {
-  if (!('gpu' in navigator)) {
-    return { available: false, reason: 'this browser has no WebGPU API (navigator.gpu is missing)' };
-  }
-  let adapter;
-  try {
-    adapter = await navigator.gpu.requestAdapter();
-  } catch (error) {
-    return { available: false, reason: `requesting a WebGPU adapter failed (${error.message})` };
-  }
-  if (!adapter) {
-    return {
-      available: false,
-      reason: 'the browser offers the WebGPU API but returned no adapter (WebGPU is disabled or blocklisted ' +
-        'for this GPU, or there is no usable GPU)',
-    };
-  }
-  const info = adapter.info || {};
-  const fallback = Boolean(info.isFallbackAdapter ?? adapter.isFallbackAdapter);
-  const described = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' · ');
-  return {
-    available: true,
-    fallback,
-    info: {
-      vendor: info.vendor || '',
-      architecture: info.architecture || '',
-      device: info.device || '',
-      description: info.description || '',
-    },
-    label: described || 'unnamed adapter',
-  };
 }
 
 function showGpu(gpu) {

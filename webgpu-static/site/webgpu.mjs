@@ -1,0 +1,55 @@
+// What this browser offers for WebGPU, shared by the digits page and the chat page.
+
+/** {available, fallback, info, label, limits} or {available: false, reason}: a reason written for people. */
+export async function probeWebGPU() {
+  if (!('gpu' in navigator)) {
+    return { available: false, reason: 'this browser has no WebGPU API (navigator.gpu is missing)' };
+  }
+  let adapter;
+  try {
+    adapter = await navigator.gpu.requestAdapter();
+  } catch (error) {
+    return { available: false, reason: `requesting a WebGPU adapter failed (${error.message})` };
+  }
+  if (!adapter) {
+    return {
+      available: false,
+      reason: 'the browser offers the WebGPU API but returned no adapter (WebGPU is disabled or blocklisted ' +
+        'for this GPU, or there is no usable GPU)',
+    };
+  }
+  const info = adapter.info || {};
+  const fallback = Boolean(info.isFallbackAdapter ?? adapter.isFallbackAdapter);
+  const described = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' · ');
+  return {
+    available: true,
+    fallback,
+    info: {
+      vendor: info.vendor || '',
+      architecture: info.architecture || '',
+      device: info.device || '',
+      description: info.description || '',
+    },
+    label: described || 'unnamed adapter',
+    limits: { maxBufferSize: adapter.limits.maxBufferSize },
+  };
+}
+
+/**
+ * Keep ONNX Runtime from asking a software (fallback) adapter for subgroup features. SwiftShader reports
+ * subgroups of 4 lanes, and ORT 1.30's GroupQueryAttention gives wrong values from the fifth prompt token
+ * with them (found while checking the chat against Python, token by token); without the feature ORT takes
+ * its portable path, which matches. Hardware adapters keep every feature.
+ */
+export function withoutSubgroupsOnFallbackAdapters() {
+  if (!globalThis.GPUAdapter || GPUAdapter.prototype.requestDevice.foundryPatched) return;
+  const original = GPUAdapter.prototype.requestDevice;
+  const patched = function requestDevice(descriptor = {}) {
+    const fallback = Boolean(this.info?.isFallbackAdapter ?? this.isFallbackAdapter);
+    if (!fallback || !descriptor.requiredFeatures) return original.call(this, descriptor);
+    const requiredFeatures = [...descriptor.requiredFeatures].filter((name) => !name.startsWith('subgroup'));
+    return original.call(this, { ...descriptor, requiredFeatures });
+  };
+  patched.foundryPatched = true;
+  GPUAdapter.prototype.requestDevice = patched;
+}
