@@ -22,6 +22,9 @@ TINY_MODEL_PYTHON = REPO / ".venvs" / "tiny-model" / "bin" / "python"
 CHAT_REFERENCE = Path(__file__).with_name("chat_reference.py")
 # A weights file this large cannot be held by ONNX Runtime Web (32-bit WebAssembly memory); sparse on disk.
 TOO_LARGE_BYTES = 5 * 1024**3
+# The size of a real small model's weights (an int4 0.5B model is about 820 MiB): the tiny model's data padded
+# with zeros, which ONNX Runtime never reads (each weight is read at its own offset and length).
+REAL_SIZE_BYTES = 768 * 1024**2
 
 
 def model_copy(folder: Path, tiny_model: Path, leave_out: str = "") -> Path:
@@ -51,6 +54,10 @@ def fill_chat_models(models: Path, tiny_model: Path) -> Path:
     huge = model_copy(models / "too-large", tiny_model, leave_out="model.onnx.data")
     with (huge / "model.onnx.data").open("wb") as data:
         data.truncate(TOO_LARGE_BYTES)
+    padded = model_copy(models / "real-size", tiny_model, leave_out="model.onnx.data")
+    (padded / "model.onnx.data").write_bytes((tiny_model / "model.onnx.data").read_bytes())
+    with (padded / "model.onnx.data").open("r+b") as data:
+        data.truncate(REAL_SIZE_BYTES)
     return models
 
 

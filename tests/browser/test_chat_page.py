@@ -9,10 +9,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Playwright, expect
 
 from tests.browser.recorded_page import RecordedPage
-from tests.browser.webgpu_site import Nginx, serve
+from tests.browser.webgpu_site import Nginx, launch_chromium_profile, serve
 
 pytestmark = pytest.mark.browser
 
@@ -180,6 +180,33 @@ def test_a_second_visit_reads_the_model_from_the_browser_cache(chat, chromium_pl
     assert page.model_requests() == []
     assert "from the browser cache" in page.page.inner_text("#model-status")
     assert page.send("Hi")["ids"]
+
+
+def test_a_model_of_real_size_loads_and_comes_back_from_the_cache(
+    webgpu_playwright: Playwright, webgpu_server: Nginx, genai_reference, tmp_path: Path
+) -> None:
+    """768 MiB of weights, as a real small model has: more than Chromium reads back from one Blob. In a profile on
+    disk, as a person's browser has (an ephemeral context's storage quota would not keep it)."""
+    context = launch_chromium_profile(webgpu_playwright, tmp_path / "profile", webgpu=False)
+    try:
+        page = context.new_page()
+        page.goto(f"{webgpu_server.url}/chat?model=real-size&ep=wasm&max_tokens={TOKENS}")
+        page.locator(SETTLED).wait_for(state="attached", timeout=300_000)
+        assert page.get_attribute("body", "data-state") == "ready", page.inner_text("#model-error")
+        assert page.get_attribute("body", "data-model-source") == "network"
+        assert "kept in the browser cache" in page.inner_text("#model-status")
+        page.fill("#prompt", PROMPT)
+        page.click("#send")
+        page.locator("#chat-json[data-seq='1']").wait_for(state="attached", timeout=120_000)
+        expected = genai_reference([{"role": "user", "content": PROMPT}], TOKENS)
+        assert json.loads(page.text_content("#chat-json") or "{}")["ids"] == expected["answer_ids"]
+        page.reload()
+        page.locator(SETTLED).wait_for(state="attached", timeout=300_000)
+        assert page.get_attribute("body", "data-state") == "ready", page.inner_text("#model-error")
+        assert page.get_attribute("body", "data-model-source") == "cache"
+        assert "768.0 MiB of weights" in page.inner_text("#model-info")
+    finally:
+        context.close()
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,9 @@ function fmtRate(rate) {
 function showError(id, error) {
   const element = $(id);
   element.hidden = !error;
-  element.textContent = error ? (error instanceof ModelError ? `The model cannot be used: ${error.message}.` : String(error.message ?? error)) : '';
+  if (!error) element.textContent = '';
+  else if (error instanceof ModelError) element.textContent = `The model cannot be used: ${error.message}.`;
+  else element.textContent = String(error.message ?? error);
   if (error) console.error(error);
 }
 
@@ -92,13 +94,16 @@ async function loadFiles(name) {
     model, ['tokenizer.json', 'tokenizer_config.json', ...extras, weights.decoder, ...weights.data], showProgress,
   );
   const files = new Map([...first.bytes, ...rest.bytes]);
-  return { model, genaiConfig, weights, files, fromNetwork: [...first.fromNetwork, ...rest.fromNetwork] };
+  const fromNetwork = [...first.fromNetwork, ...rest.fromNetwork];
+  return { model, genaiConfig, weights, files, fromNetwork, notKept: [...first.notKept, ...rest.notKept] };
 }
 
 async function createModel(loaded, ep) {
   const { model, genaiConfig, weights, files } = loaded;
   $('model-status').textContent = `starting ONNX Runtime on ${EP_NAMES[ep]}…`;
-  return ChatModel.load({ ort: state.libs.ort, libs: state.libs, name: model.name, genaiConfig, files, weights, ep });
+  const { ort } = state.libs;
+  const shaderF16 = Boolean(state.gpu.shaderF16);
+  return ChatModel.load({ ort, libs: state.libs, name: model.name, genaiConfig, files, weights, ep, shaderF16 });
 }
 
 async function loadModel() {
@@ -138,16 +143,23 @@ async function loadModel() {
   }
 }
 
+function whereFrom({ fromNetwork, notKept }) {
+  if (!browserCacheAvailable()) {
+    return 'downloaded (this page is not a secure context, so the browser keeps no cache: use localhost or HTTPS)';
+  }
+  if (notKept.length) {
+    return `downloaded; the browser would not keep ${notKept.join(', ')} (its storage quota for this site, or a ` +
+      'full disk), so the next visit downloads it again';
+  }
+  return fromNetwork.length ? 'downloaded (kept in the browser cache for next time)' : 'from the browser cache';
+}
+
 function showModel(loaded, ep, ms) {
   const { model, weights, fromNetwork } = loaded;
-  const source = fromNetwork.length ? 'network' : 'cache';
   body.dataset.ep = ep;
-  body.dataset.modelSource = source;
+  body.dataset.modelSource = fromNetwork.length ? 'network' : 'cache';
   $('ep-active').textContent = EP_NAMES[ep];
-  const cache = browserCacheAvailable()
-    ? source === 'cache' ? 'from the browser cache' : 'downloaded (kept in the browser cache for next time)'
-    : 'downloaded (this page is not a secure context, so the browser keeps no cache: use localhost or HTTPS)';
-  $('model-status').textContent = `— ready in ${fmtMs(ms)}, ${cache}.`;
+  $('model-status').textContent = `— ready in ${fmtMs(ms)}, ${whereFrom(loaded)}.`;
   $('model-info').textContent = `Model: ${model.name}, ${formatBytes(weights.bytes)} of weights, context ` +
     `${state.model.contextLength} tokens. ONNX Runtime Web ${config.ortVersion}.`;
   $('browser-ran-on').textContent = ep === 'webgpu'
@@ -212,7 +224,13 @@ async function answerOnServer(messages, options) {
   $('server-answer').textContent = '…';
   try {
     const result = await askServer({
-      model, messages, ...options, signal: state.turn.abort.signal, onText: (text) => { $('server-answer').textContent = text; },
+      model,
+      messages,
+      ...options,
+      signal: state.turn.abort.signal,
+      onText: (text) => {
+        $('server-answer').textContent = text;
+      },
     });
     return { model, ...result };
   } catch (error) {
@@ -241,8 +259,9 @@ async function send(event) {
   const prompt = state.model.prompt(messages);
   const options = settings();
   if (prompt.ids.length >= state.model.contextLength) {
-    showError('chat-error', new Error(`The conversation is ${prompt.ids.length} tokens, more than the model's context ` +
-      `of ${state.model.contextLength}: start a new chat (your message is still in the box).`));
+    const context = state.model.contextLength;
+    showError('chat-error', new Error(`The conversation is ${prompt.ids.length} tokens, more than the model's ` +
+      `context of ${context}: start a new chat (your message is still in the box).`));
     return;
   }
   state.turn = { stop: false, abort: new AbortController() };

@@ -14,6 +14,9 @@ function chatTemplate(tokenizerConfig, templateFile) {
   return template;
 }
 
+// Which output of a step feeds which input of the next (genai_config.json's name patterns).
+const CACHE_NAMES = [['past_key_names', 'out_present_key_names'], ['past_value_names', 'out_present_value_names']];
+
 function gpuResidentCache(genaiConfig) {
   const { num_hidden_layers: layers, outputs } = genaiConfig.model.decoder;
   const names = [];
@@ -27,13 +30,14 @@ export class ChatModel {
   /**
    * ort: the ONNX Runtime Web module; libs: {Tokenizer, Template}; files: Map name -> bytes of genai_config,
    * tokenizer, tokenizer_config (and chat_template.jinja when the folder has one); weights: {decoder, data}
-   * names (their bytes in files too); ep: 'webgpu' | 'wasm'.
+   * names (their bytes in files too); ep: 'webgpu' | 'wasm'; shaderF16: whether the WebGPU adapter has it.
    */
-  static async load({ ort, libs, name, genaiConfig, files, weights, ep }) {
+  static async load({ ort, libs, name, genaiConfig, files, weights, ep, shaderF16 = true }) {
     const decode = (file) => new TextDecoder().decode(files.get(file));
     const tokenizerJson = JSON.parse(decode('tokenizer.json'));
     const tokenizerConfig = JSON.parse(decode('tokenizer_config.json'));
-    const template = chatTemplate(tokenizerConfig, files.has('chat_template.jinja') ? decode('chat_template.jinja') : null);
+    const templateFile = files.has('chat_template.jinja') ? decode('chat_template.jinja') : null;
+    const template = chatTemplate(tokenizerConfig, templateFile);
     if (!template) throw new ModelError(`"${name}" has no chat template (tokenizer_config.json chat_template)`);
     const tokenizer = new libs.Tokenizer(tokenizerJson, tokenizerConfig);
     let session;
@@ -57,7 +61,14 @@ export class ChatModel {
         : `ONNX Runtime could not load ${weights.decoder} of "${name}" on ${ep} (${message}). The file may be ` +
           'corrupt or truncated, or use an operator this runtime lacks: replace the model folder.');
     }
-    return new ChatModel({ ort, session, tokenizer, tokenizerConfig, template: new libs.Template(template), genaiConfig, ep });
+    const chat = new libs.Template(template);
+    const model = new ChatModel({ ort, session, tokenizer, tokenizerConfig, template: chat, genaiConfig, ep });
+    if (ep === 'webgpu' && model.kvType === 'float16' && !shaderF16) {
+      // ORT creates the session, then fails at the first token: say so now.
+      await model.release();
+      throw new ModelError(`"${name}" computes in float16, and this WebGPU adapter has no shader-f16 feature`);
+    }
+    return model;
   }
 
   constructor({ ort, session, tokenizer, tokenizerConfig, template, genaiConfig, ep }) {
@@ -67,7 +78,8 @@ export class ChatModel {
     this.layers = decoder.num_hidden_layers;
     this.kvHeads = decoder.num_key_value_heads;
     this.headSize = decoder.head_size;
-    this.names = { ...decoder.inputs, ...Object.fromEntries(Object.entries(decoder.outputs).map(([k, v]) => [`out_${k}`, v])) };
+    const outputs = Object.entries(decoder.outputs).map(([key, name]) => [`out_${key}`, name]);
+    this.names = { ...decoder.inputs, ...Object.fromEntries(outputs) };
     this.contextLength = model.context_length;
     this.eos = new Set([model.eos_token_id].flat());
     const past = session.inputMetadata?.find((m) => m.name === this.kvName('past_key_names', 0));
@@ -144,7 +156,7 @@ export class ChatModel {
       const id = pickToken(logits.data.subarray((rows - 1) * vocab, rows * vocab), { temperature, topP }, random);
       logits.dispose();
       for (let layer = 0; layer < this.layers; layer += 1) {
-        for (const [past, present] of [['past_key_names', 'out_present_key_names'], ['past_value_names', 'out_present_value_names']]) {
+        for (const [past, present] of CACHE_NAMES) {
           feeds[this.kvName(past, layer)].dispose();
           feeds[this.kvName(past, layer)] = out[this.kvName(present, layer)];
         }

@@ -26,14 +26,21 @@ async function listing(url) {
   return response.json();
 }
 
+// Folder listings that listModels has just read: the first describeModel of a folder uses its listing instead of
+// asking again; later ones (Load again) ask.
+const justListed = new Map();
+
 /** The model folders (those with a genai_config.json), by name. */
 export async function listModels() {
   const entries = (await listing(MODELS_BASE)) ?? [];
   const folders = entries.filter((entry) => entry.type === 'directory').map((entry) => entry.name).sort();
   const models = [];
+  justListed.clear();
   for (const name of folders) {
-    const files = await listing(`${MODELS_BASE}${encodeURIComponent(name)}/`);
+    const url = `${MODELS_BASE}${encodeURIComponent(name)}/`;
+    const files = await listing(url);
     if (files?.some((file) => file.name === 'genai_config.json')) models.push(name);
+    justListed.set(url, files);
   }
   return models;
 }
@@ -59,7 +66,8 @@ export function formatBytes(bytes) {
  */
 export async function describeModel(name) {
   const url = `${MODELS_BASE}${encodeURIComponent(name)}/`;
-  const entries = await listing(url);
+  const entries = justListed.get(url) ?? (await listing(url));
+  justListed.delete(url);
   if (!entries) {
     throw new ModelError(`there is no model folder "${name}" on this site: mount one under the site's models/ ` +
       'folder (BROWSER_MODELS_DIR, see the docs) or pick another model');
@@ -112,16 +120,35 @@ export async function forgetModel(model) {
   }
 }
 
-async function download(url, expected, onBytes) {
+async function download(url) {
   const response = await fetch(url, { cache: 'no-store' });
   if (!response.ok) throw new ModelError(`${url}: HTTP ${response.status}`);
+  return response;
+}
+
+function counted(response, onBytes) {
+  const counter = new TransformStream({
+    transform(chunk, controller) {
+      onBytes(chunk.byteLength);
+      controller.enqueue(chunk);
+    },
+  });
+  return new Response(response.body.pipeThrough(counter), { headers: response.headers });
+}
+
+/**
+ * The body's bytes, read into one array of the size the folder lists. Never through a Blob: Chromium cannot
+ * read back a Blob of several hundred MB that it could not keep in memory (NotReadableError), which a real
+ * model's weights are.
+ */
+async function readAll(response, url, expected, onBytes = () => {}) {
+  const bytes = new Uint8Array(expected);
   const reader = response.body.getReader();
-  const chunks = [];
   let received = 0;
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
-    chunks.push(value);
+    if (received + value.byteLength <= expected) bytes.set(value, received);
     received += value.byteLength;
     onBytes(value.byteLength);
   }
@@ -129,38 +156,54 @@ async function download(url, expected, onBytes) {
     throw new ModelError(`${url} arrived with ${received} bytes instead of the ${expected} the folder lists: ` +
       'the download was cut off or the file changed meanwhile; reload the page');
   }
-  return new Blob(chunks);
+  return bytes;
 }
 
 /**
- * The files' bytes by name, from Cache Storage when there, else downloaded (and cached). onProgress gets
- * {loaded, total, fromCache}. Returns {bytes: Map name -> Uint8Array, fromNetwork: [names]}.
+ * The files' bytes by name, from Cache Storage when there, else downloaded: streamed into the cache and read
+ * back from it, so the download is never held twice. onProgress gets {loaded, total, fromCache}.
+ * Returns {bytes: Map name -> Uint8Array, fromNetwork: [names], notKept: [names the cache refused]}.
  */
 export async function fetchFiles(model, names, onProgress = () => {}) {
   const cache = await openCache(model);
   const total = names.reduce((sum, file) => sum + model.sizes.get(file), 0);
   let loaded = 0;
+  const progress = (fromCache) => (n) => {
+    loaded += n;
+    onProgress({ loaded, total, fromCache });
+  };
   const bytes = new Map();
   const fromNetwork = [];
+  const notKept = [];
   for (const file of names) {
     const url = new URL(`${model.url}${encodeURIComponent(file)}`, document.baseURI).href;
-    let blob = cache ? await (await cache.match(url))?.blob() : null;
-    if (blob && blob.size !== model.sizes.get(file)) blob = null;
-    if (blob) {
-      loaded += blob.size;
-      onProgress({ loaded, total, fromCache: true });
-    } else {
-      blob = await download(url, model.sizes.get(file), (n) => {
-        loaded += n;
-        onProgress({ loaded, total, fromCache: false });
-      });
-      fromNetwork.push(file);
-      // A full disk or quota only costs the next visit a download: the chat goes on.
-      if (cache) await cache.put(url, new Response(blob)).catch((error) => console.warn('not cached', file, error));
+    const size = model.sizes.get(file);
+    const cached = cache ? await cache.match(url) : undefined;
+    if (cached) {
+      bytes.set(file, await readAll(cached, url, size, progress(true)));
+      continue;
     }
-    bytes.set(file, new Uint8Array(await blob.arrayBuffer()));
+    fromNetwork.push(file);
+    const stored = cache && (await store(cache, url, counted(await download(url), progress(false))));
+    if (cache && !stored) notKept.push(file);
+    const data = stored
+      ? await readAll(stored, url, size)
+      : await readAll(await download(url), url, size, progress(false));
+    bytes.set(file, data);
   }
-  return { bytes, fromNetwork };
+  return { bytes, fromNetwork, notKept };
+}
+
+/** The response as Cache Storage keeps it, or null when it could not (a full disk or quota): then the chat
+ * goes on with a second download, kept in memory only. */
+async function store(cache, url, response) {
+  try {
+    await cache.put(url, response);
+    return await cache.match(url);
+  } catch (error) {
+    console.warn('not kept in the browser cache:', url, error);
+    return null;
+  }
 }
 
 /** JSON from fetched bytes, or a ModelError that names the file. */

@@ -76,10 +76,13 @@ export async function askServer({ model, messages, maxTokens, temperature, topP,
     const events = buffer.split('\n\n');
     buffer = events.pop();
     for (const event of events) {
-      const data = event.split('\n').filter((line) => line.startsWith('data:')).map((line) => line.slice(5).trim()).join('');
+      const lines = event.split('\n').filter((line) => line.startsWith('data:'));
+      const data = lines.map((line) => line.slice(5).trim()).join('');
       if (!data || data === '[DONE]') continue;
       const chunk = JSON.parse(data);
-      if (chunk.error) throw new Error(`the router stopped the answer: ${chunk.error.message ?? JSON.stringify(chunk.error)}`);
+      if (chunk.error) {
+        throw new Error(`the router stopped the answer: ${chunk.error.message ?? JSON.stringify(chunk.error)}`);
+      }
       usage = chunk.usage ?? usage;
       const delta = chunk.choices?.[0]?.delta?.content;
       if (delta) {

@@ -1,6 +1,6 @@
 // What this browser offers for WebGPU, shared by the digits page and the chat page.
 
-/** {available, fallback, info, label, limits} or {available: false, reason}: a reason written for people. */
+/** {available, fallback, info, label, shaderF16} or {available: false, reason}: a reason written for people. */
 export async function probeWebGPU() {
   if (!('gpu' in navigator)) {
     return { available: false, reason: 'this browser has no WebGPU API (navigator.gpu is missing)' };
@@ -31,7 +31,8 @@ export async function probeWebGPU() {
       description: info.description || '',
     },
     label: described || 'unnamed adapter',
-    limits: { maxBufferSize: adapter.limits.maxBufferSize },
+    // float16 models (ONNX Runtime GenAI's -e webgpu builds) need it; SwiftShader has none.
+    shaderF16: adapter.features.has('shader-f16'),
   };
 }
 
