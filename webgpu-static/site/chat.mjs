@@ -101,9 +101,8 @@ async function loadFiles(name) {
 async function createModel(loaded, ep) {
   const { model, genaiConfig, weights, files } = loaded;
   $('model-status').textContent = `starting ONNX Runtime on ${EP_NAMES[ep]}…`;
-  const { ort } = state.libs;
   const shaderF16 = Boolean(state.gpu.shaderF16);
-  return ChatModel.load({ ort, libs: state.libs, name: model.name, genaiConfig, files, weights, ep, shaderF16 });
+  return ChatModel.load({ libs: state.libs, name: model.name, genaiConfig, files, weights, ep, shaderF16 });
 }
 
 async function loadModel() {

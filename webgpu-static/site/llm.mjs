@@ -28,11 +28,12 @@ function gpuResidentCache(genaiConfig) {
 
 export class ChatModel {
   /**
-   * ort: the ONNX Runtime Web module; libs: {Tokenizer, Template}; files: Map name -> bytes of genai_config,
+   * libs: {ort (the ONNX Runtime Web module), Tokenizer, Template}; files: Map name -> bytes of genai_config,
    * tokenizer, tokenizer_config (and chat_template.jinja when the folder has one); weights: {decoder, data}
    * names (their bytes in files too); ep: 'webgpu' | 'wasm'; shaderF16: whether the WebGPU adapter has it.
    */
-  static async load({ ort, libs, name, genaiConfig, files, weights, ep, shaderF16 = true }) {
+  static async load({ libs, name, genaiConfig, files, weights, ep, shaderF16 = true }) {
+    const { ort } = libs;
     const decode = (file) => new TextDecoder().decode(files.get(file));
     const tokenizerJson = JSON.parse(decode('tokenizer.json'));
     const tokenizerConfig = JSON.parse(decode('tokenizer_config.json'));
