@@ -161,7 +161,9 @@ def test_temperature_sampling_stays_in_the_vocabulary_and_differs_from_greedy(ch
     page.page.fill("#top-p", "0.95")
     sampled = page.send(PROMPT)
     assert sampled["options"] == {"maxTokens": 64, "temperature": 1.5, "topP": 0.95}
-    assert len(sampled["ids"]) == 64 and all(0 <= i < 512 for i in sampled["ids"])
+    # At temperature 1.5 the sampler may draw the end-of-sequence token before the 64th (it did in CI).
+    assert (sampled["reason"], len(sampled["ids"]) == 64) in {("max_tokens", True), ("eos", False)}
+    assert all(0 <= i < 512 for i in sampled["ids"])
     # 64 draws at temperature 1.5 from random weights: the same 64 ids as greedy would be a broken sampler.
     assert sampled["ids"] != greedy["ids"]
 

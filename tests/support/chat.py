@@ -108,6 +108,8 @@ def start_chat(tmp: Path, upstream_urls: list[str], router: RouterProcess | None
         "ROUTER_POLL_SECONDS": "1",
         "LOG_FORMAT": "json",
         "MAX_TOKENS": "32",
+        # As before the drain: an answer still running when a test stops the chat gets 5 s, not the default 25.
+        "SHUTDOWN_GRACE_SECONDS": "5",
         **chat_env,
     }
     log_path = tmp / "chat.log"

@@ -19,7 +19,7 @@ def main() -> None:
 
     app = create_app(settings)
     log.info("chat_starting", host=settings.host, port=settings.port, router=settings.router_url)
-    serve(app, settings.host, settings.port)
+    serve(app, settings.host, settings.port, drain=app.state.drain)
 
 
 if __name__ == "__main__":

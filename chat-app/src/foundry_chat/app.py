@@ -21,9 +21,11 @@ from foundry_chat.settings import Settings
 from foundry_chat.views import not_ready_message
 
 HANDLERS = Path(__file__).with_name("ui.py")
+DRAINING_MESSAGE = "stopping: the answers in flight finish here, new sessions go to another replica"
 
 
 def create_app(settings: Settings) -> FastAPI:
+    """The app; its `state.drain` is what `serve` needs to stop it without cutting answers off."""
     service = build_service(settings)
     install(service)
 
@@ -36,6 +38,7 @@ def create_app(settings: Settings) -> FastAPI:
             await service.stop()
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.drain = service.drain
     add_operational_routes(app, service)
 
     prepare_chainlit_root(settings.chat_allowed_origins)
@@ -73,11 +76,16 @@ def add_operational_routes(app: FastAPI, service: Service) -> None:
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
         # Liveness: the process answers. Upstream trouble is /readyz's business, not a reason to restart.
+        # Stopping, it fails: a load balancer (the Swarm edge) then sends new sessions to other replicas.
+        if service.drain.draining:
+            return JSONResponse({"status": "stopping", "message": DRAINING_MESSAGE}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
         # What the router said at its last /readyz (read every ROUTER_POLL_SECONDS): ready when it serves a model.
+        if service.drain.draining:
+            return JSONResponse({"ready": False, "message": DRAINING_MESSAGE}, status_code=503)
         status = service.router.status
         body: dict = {
             "ready": status.ready,

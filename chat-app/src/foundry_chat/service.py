@@ -16,6 +16,7 @@ from foundry_chat.metrics import ChatMetrics
 from foundry_chat.persistence import History
 from foundry_chat.router_client import RouterStatus, RouterWatch
 from foundry_chat.settings import Settings
+from foundry_common.drain import Drain
 
 # Reading the router's /readyz: it answers from memory, so a slow answer means it is in trouble.
 READYZ_TIMEOUT_SECONDS = 3.0
@@ -29,6 +30,8 @@ class Service:
     chat: ChatService
     http: httpx.AsyncClient
     history: History
+    # Stopping without cutting answers off: answers run inside drain.work() (foundry_common/drain.py).
+    drain: Drain
     # Ids of the chat sessions with a connected browser (a set, so reconnects never count twice).
     sessions: set[str] = field(default_factory=set)
 
@@ -77,7 +80,7 @@ def build_service(settings: Settings) -> Service:
         settings.request_timeout_seconds,
         settings.log_prompts,
     )
-    service = Service(settings, metrics, router, chat, http, History(settings, metrics))
+    service = Service(settings, metrics, router, chat, http, History(settings, metrics), settings.drain())
     metrics.track_sessions(lambda: len(service.sessions))
     return service
 

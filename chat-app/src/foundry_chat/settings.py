@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from foundry_chat.profiles import DEFAULT_ROUTES, PROFILES, Route
+from foundry_common.drain import DrainSettings
 from foundry_common.settings import check_url, split_list
 from foundry_common.settings import load_settings as common_load_settings
 
@@ -25,7 +26,9 @@ TEMPERATURE_MIN, TEMPERATURE_MAX = 0, 2
 SECRET_VARIABLES = {"CHAT_PASSWORD", "CHAT_USERS", "CHAINLIT_AUTH_SECRET", "ROUTER_API_KEY", "DATABASE_URL"}
 
 
-class Settings(BaseSettings):
+class Settings(DrainSettings):
+    """Also SHUTDOWN_NOTICE_SECONDS and SHUTDOWN_GRACE_SECONDS (foundry_common/drain.py): a stop lets answers finish."""
+
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
     host: str = Field("0.0.0.0", validation_alias="CHAT_HOST", description="the address the chat service binds")

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec
 
 import chainlit as cl
 import structlog
@@ -32,10 +33,22 @@ from foundry_chat.settings import TEMPERATURE_MAX, TEMPERATURE_MIN
 from foundry_chat.transcript import IN_PROGRESS, answer_record, session_metadata, turns_from_steps
 
 log = structlog.get_logger("foundry_chat.ui")
+P = ParamSpec("P")
 
 
 def service() -> Service:
     return service_module.current()
+
+
+def finished_before_a_stop(handler: Callable[P, Awaitable[None]]) -> Callable[P, Awaitable[None]]:
+    """A stopping chat (SIGTERM) lets this handler finish before it closes the browsers' connections."""
+
+    @functools.wraps(handler)  # Chainlit reads the handler's parameters through __wrapped__
+    async def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        with service().drain.work():
+            await handler(*args, **kwargs)
+
+    return run
 
 
 @cl.set_chat_profiles
@@ -91,6 +104,7 @@ async def send_settings(chosen: object = None) -> dict:
 
 
 @cl.on_chat_start
+@finished_before_a_stop
 async def start() -> None:
     svc = service()
     svc.sessions.add(cl.context.session.id)
@@ -106,6 +120,7 @@ async def start() -> None:
 
 
 @cl.on_chat_resume
+@finished_before_a_stop
 async def resume(thread: ThreadDict) -> None:
     """A past thread, opened from the sidebar: Chainlit shows its messages; the next answer sees its turns."""
     service().sessions.add(cl.context.session.id)
@@ -145,6 +160,7 @@ async def end() -> None:
 
 
 @cl.on_message
+@finished_before_a_stop
 async def on_message(message: cl.Message) -> None:
     request_id = uuid.uuid4().hex
     structlog.contextvars.bind_contextvars(request_id=request_id, session_id=cl.context.session.id)

@@ -40,7 +40,9 @@ def shown_default(field: FieldInfo) -> str:
 
 def config_table(cls: type[BaseSettings]) -> str:
     lines = ["| variable | default | what it sets |", "| --- | --- | --- |"]
-    for name, field in cls.model_fields.items():
+    own = vars(cls).get("__annotations__", {})
+    # The class's own settings first, then those it inherits (pydantic lists them the other way round).
+    for name, field in sorted(cls.model_fields.items(), key=lambda item: item[0] not in own):
         variable = field.validation_alias if isinstance(field.validation_alias, str) else name.upper()
         text = (field.description or "").replace("|", "\\|")
         lines.append(f"| `{variable}` | {shown_default(field)} | {text} |")

@@ -20,7 +20,7 @@ def main() -> None:
 
     app = create_app(settings)
     log.info("router_starting", host=settings.host, port=settings.port, upstreams=settings.upstream_urls)
-    serve(app, settings.host, settings.port)
+    serve(app, settings.host, settings.port, drain=app.state.drain)
 
 
 if __name__ == "__main__":

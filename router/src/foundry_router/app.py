@@ -16,11 +16,13 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from foundry_common.chat_request import RequestError, check_chat_request
+from foundry_common.drain import DrainRequests
 from foundry_common.request_body import read_payload
 from foundry_router import fitting
 from foundry_router.proxy import ClientError, Exchange, finish, forward
@@ -63,6 +65,10 @@ def authorize(request: Request) -> None:
 
 async def healthz(request: Request) -> Response:
     # Liveness: the process answers. Upstream trouble is /readyz's business, not a reason to restart.
+    # Stopping, it fails: a load balancer (the Swarm edge) then sends new requests to other replicas.
+    if request.app.state.drain.draining:
+        message = "stopping: the answers in flight finish here, new requests go to another replica"
+        return JSONResponse({"status": "stopping", "message": message}, status_code=503)
     return JSONResponse({"status": "ok"})
 
 
@@ -192,6 +198,12 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/models", models, methods=["GET"]),
         Route(CHAT_ROUTE, chat_completions, methods=["POST"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_routed})
+    drain = settings.drain()
+    # A stop (SIGTERM) lets the answers being streamed finish: foundry_common/drain.py, served by __main__.
+    middleware = [Middleware(DrainRequests, drain=drain, paths=frozenset({CHAT_ROUTE}))]
+    app = Starlette(
+        routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers={HTTPException: not_routed}
+    )
     app.state.router = router
+    app.state.drain = drain
     return app

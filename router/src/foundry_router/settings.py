@@ -7,8 +7,9 @@ import os
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
+from foundry_common.drain import DrainSettings
 from foundry_common.settings import check_url, split_list
 
 Route = Literal["local", "cloud", "auto"]
@@ -23,7 +24,9 @@ def default_upstream_urls() -> list[str]:
     return [f"http://host.docker.internal:{port}/v1", "http://foundry-local:5273/v1"]
 
 
-class Settings(BaseSettings):
+class Settings(DrainSettings):
+    """Also SHUTDOWN_NOTICE_SECONDS and SHUTDOWN_GRACE_SECONDS (foundry_common/drain.py): a stop lets answers finish."""
+
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
     host: str = Field(
