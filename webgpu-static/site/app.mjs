@@ -10,7 +10,7 @@
 // URL parameters: ?ep=auto|webgpu|wasm (initial choice), ?runs=N (repeated runs per classification),
 // ?threads=N (WASM threads).
 
-import { probeWebGPU } from './webgpu.mjs';
+import { chooseBackend, probeWebGPU } from './webgpu.mjs';
 
 const config = JSON.parse(document.getElementById('site-config').textContent);
 const params = new URLSearchParams(location.search);
@@ -90,41 +90,28 @@ async function createSession(ep) {
   return entry;
 }
 
-function explain(choice, ep, why, skippedFallback) {
+function explain(why, problem) {
   const note = $('backend-note');
-  const gpu = state.gpu;
-  let text = '';
-  if (skippedFallback) {
-    text = `WebGPU is only available through a software fallback adapter (${gpu.label}), which is much slower ` +
-      'than WebAssembly, so Auto runs the model on WebAssembly (CPU). Choose WebGPU to run on it anyway.';
-    note.dataset.kind = 'fallback-adapter-skipped';
-  } else if (ep === 'wasm' && choice !== 'wasm') {
-    text = `WebGPU is unavailable: ${why}. The model runs on WebAssembly (CPU) instead. The predictions ` +
-      'are the same; only the speed differs, and for a model this small the CPU is fast.';
-    note.dataset.kind = 'fallback';
-  } else if (ep === 'wasm') {
-    text = 'WebAssembly (CPU) was chosen.';
-    note.dataset.kind = 'wasm';
-  } else if (gpu.fallback) {
-    text = 'The model runs on WebGPU, but the adapter is a software fallback (no GPU acceleration): ' +
-      'expect it to be slower than WebAssembly.';
-    note.dataset.kind = 'webgpu-fallback-adapter';
-  } else {
-    text = `The model runs on WebGPU (${gpu.label}).`;
-    note.dataset.kind = 'webgpu';
-  }
-  note.textContent = text;
+  const texts = {
+    'fallback-adapter-skipped': 'WebGPU is only available through a software fallback adapter ' +
+      `(${state.gpu.label}), which is much slower than WebAssembly, so Auto runs the model on WebAssembly (CPU). ` +
+      'Choose WebGPU to run on it anyway.',
+    fallback: `WebGPU is unavailable: ${problem}. The model runs on WebAssembly (CPU) instead. The predictions ` +
+      'are the same; only the speed differs, and for a model this small the CPU is fast.',
+    wasm: 'WebAssembly (CPU) was chosen.',
+    'webgpu-fallback-adapter': 'The model runs on WebGPU, but the adapter is a software fallback (no GPU ' +
+      'acceleration): expect it to be slower than WebAssembly.',
+    webgpu: `The model runs on WebGPU (${state.gpu.label}).`,
+  };
+  note.dataset.kind = why;
+  note.textContent = texts[why];
 }
 
 async function activate(choice) {
   body.dataset.state = 'loading';
   state.choice = choice;
-  let ep = choice === 'wasm' ? 'wasm' : 'webgpu';
-  let why = state.gpu.available ? '' : state.gpu.reason;
-  if (ep === 'webgpu' && !state.gpu.available) ep = 'wasm';
-  // Auto prefers the CPU over a software WebGPU adapter, which is far slower; an explicit choice is obeyed.
-  const skippedFallback = choice === 'auto' && state.gpu.available && state.gpu.fallback;
-  if (skippedFallback) ep = 'wasm';
+  let { ep, why } = chooseBackend(choice, state.gpu);
+  let problem = state.gpu.available ? '' : state.gpu.reason;
   setStatus(`creating the ${EP_NAMES[ep]} session…`);
   let entry;
   try {
@@ -132,12 +119,13 @@ async function activate(choice) {
   } catch (error) {
     if (ep !== 'webgpu') throw error;
     console.warn('WebGPU session failed, using WASM', error);
-    why = `the WebGPU session could not be created (${error.message})`;
+    problem = `the WebGPU session could not be created (${error.message})`;
     ep = 'wasm';
+    why = 'fallback';
     entry = await createSession(ep);
   }
   state.active = entry;
-  explain(choice, ep, why, skippedFallback);
+  explain(why, problem);
   const threads = state.ort.env.wasm.numThreads;
   $('wasm-threads').textContent = String(threads ?? '—');
   $('ep-active').textContent = EP_NAMES[ep];

@@ -8,7 +8,7 @@
 //   body[data-model-source]  network | cache (where the last load found the model files)
 //   output#chat-json         JSON of the last turn; its data-seq attribute counts turns
 // URL parameters: ?model=NAME, ?ep=auto|webgpu|wasm, ?max_tokens=N, ?threads=N (WASM threads).
-import { probeWebGPU, withoutSubgroupsOnFallbackAdapters } from './webgpu.mjs';
+import { chooseBackend, probeWebGPU, withoutSubgroupsOnFallbackAdapters } from './webgpu.mjs';
 import {
   ModelError, browserCacheAvailable, describeModel, fetchFiles, forgetModel, formatBytes, listModels, parseJson,
   weightFiles,
@@ -57,21 +57,20 @@ function setBusy(busy) {
 
 // ---------------------------------------------------------------------------------------------------------
 // Loading a model
-function chooseBackend(choice) {
+/** {ep, note}: the backend (the digits page's rule, webgpu.mjs) and why, in this page's words. */
+function backendFor(choice) {
   const gpu = state.gpu;
-  if (choice === 'wasm') return { ep: 'wasm', note: 'WebAssembly (CPU) was chosen.' };
-  if (!gpu.available) {
-    return { ep: 'wasm', note: `WebGPU is unavailable (${gpu.reason}), so the model runs on WebAssembly (CPU).` };
-  }
-  if (choice === 'auto' && gpu.fallback) {
-    return {
-      ep: 'wasm',
-      note: `WebGPU is only a software fallback adapter here (${gpu.label}), much slower than WebAssembly, so ` +
-        'Auto runs the model on WebAssembly (CPU). Choose WebGPU to run on it anyway.',
-    };
-  }
-  const soft = gpu.fallback ? ' — a software fallback adapter, expect it to be slow' : '';
-  return { ep: 'webgpu', note: `The model runs on WebGPU (${gpu.label}${soft}).` };
+  const { ep, why } = chooseBackend(choice, gpu);
+  const notes = {
+    wasm: 'WebAssembly (CPU) was chosen.',
+    fallback: `WebGPU is unavailable (${gpu.reason}), so the model runs on WebAssembly (CPU).`,
+    'fallback-adapter-skipped': `WebGPU is only a software fallback adapter here (${gpu.label}), much slower than ` +
+      'WebAssembly, so Auto runs the model on WebAssembly (CPU). Choose WebGPU to run on it anyway.',
+    'webgpu-fallback-adapter': `The model runs on WebGPU (${gpu.label} — a software fallback adapter, expect it ` +
+      'to be slow).',
+    webgpu: `The model runs on WebGPU (${gpu.label}).`,
+  };
+  return { ep, note: notes[why] };
 }
 
 function showProgress({ loaded, total, fromCache }) {
@@ -118,7 +117,7 @@ async function loadModel() {
   try {
     if (!name) throw new ModelError('no model folder is mounted on this site: see "Models" in the docs');
     loaded = await loadFiles(name);
-    let { ep, note } = chooseBackend(choice);
+    let { ep, note } = backendFor(choice);
     try {
       state.model = await createModel(loaded, ep);
     } catch (error) {

@@ -37,6 +37,19 @@ export async function probeWebGPU() {
 }
 
 /**
+ * Which backend runs a model, and why: the rule of both pages. An explicit choice is obeyed when it can be; no
+ * adapter means WebAssembly; Auto prefers WebAssembly to a software fallback adapter, which is far slower.
+ * `why` is one of 'wasm' (chosen), 'fallback' (no WebGPU), 'fallback-adapter-skipped', 'webgpu-fallback-adapter'
+ * and 'webgpu'; each page says it in its own words.
+ */
+export function chooseBackend(choice, gpu) {
+  if (choice === 'wasm') return { ep: 'wasm', why: 'wasm' };
+  if (!gpu.available) return { ep: 'wasm', why: 'fallback' };
+  if (choice === 'auto' && gpu.fallback) return { ep: 'wasm', why: 'fallback-adapter-skipped' };
+  return { ep: 'webgpu', why: gpu.fallback ? 'webgpu-fallback-adapter' : 'webgpu' };
+}
+
+/**
  * Keep ONNX Runtime from asking a software (fallback) adapter for subgroup features. SwiftShader reports
  * subgroups of 4 lanes, and ORT 1.30's GroupQueryAttention gives wrong values from the fifth prompt token
  * with them (found while checking the chat against Python, token by token); without the feature ORT takes
