@@ -155,8 +155,11 @@ def test_a_failure_before_the_first_byte_moves_on_and_says_so(fleet) -> None:
     assert router.readyz()["upstreams"][0]["state"] == "down"
 
 
-def test_a_failure_after_the_first_byte_ends_the_stream_with_an_error_event(fleet) -> None:
-    flaky = fleet.paced(first_token_ms=5, token_interval_ms=2, break_after=5)
+@pytest.mark.parametrize("mid_event", [False, True], ids=["between events", "mid-event"])
+def test_a_failure_after_the_first_byte_ends_the_stream_with_an_error_event(fleet, mid_event: bool) -> None:
+    # Mid-event, as an upstream killed while it writes: the half event is dropped, every line the client reads is
+    # whole JSON (`stream` parses each), and the error event comes on its own.
+    flaky = fleet.paced(first_token_ms=5, token_interval_ms=2, break_after=5, break_mid_event=mid_event)
     router = fleet.router([flaky.url])
     router.wait_ready(model=PACED_MODEL)
     (result,) = run_streams(router.base_url, 1, max_tokens=20)

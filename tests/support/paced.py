@@ -33,6 +33,7 @@ def start_paced_upstream(
     token_interval_ms: float = 10,
     fail_status: int = 0,
     break_after: int = 0,
+    break_mid_event: bool = False,
     downloading: float | None = None,
     port: int | None = None,
 ) -> PacedUpstream:
@@ -45,6 +46,8 @@ def start_paced_upstream(
     ]  # fmt: skip
     if downloading is not None:
         args += ["--downloading", str(downloading)]
+    if break_mid_event:
+        args.append("--break-mid-event")
     upstream = PacedUpstream(subprocess.Popen(args), f"http://127.0.0.1:{port}/v1")
 
     def up() -> bool:

@@ -26,7 +26,12 @@ class DropConnection(Exception):
 
 
 def create_app(
-    first_token_ms: float, token_interval_ms: float, fail_status: int, break_after: int, downloading: float | None
+    first_token_ms: float,
+    token_interval_ms: float,
+    fail_status: int,
+    break_after: int,
+    downloading: float | None,
+    break_mid_event: bool = False,
 ) -> Starlette:
     stats = {"started": 0, "finished": 0, "cancelled": 0}
 
@@ -67,6 +72,8 @@ def create_app(
                 yield event({"role": "assistant", "content": ""})
                 for i in range(count):
                     if break_after and i == break_after:
+                        if break_mid_event:  # as a process killed while it writes: half an event, then nothing
+                            yield event({"content": f" tok{i}"})[:40]
                         raise DropConnection
                     # Paced against the start time, so that scheduling delays do not add up.
                     await asyncio.sleep(max(0.0, start + (first_token_ms + i * token_interval_ms) / 1000 - loop.time()))
@@ -98,9 +105,13 @@ def main() -> None:
     parser.add_argument("--token-interval-ms", type=float, default=10.0)
     parser.add_argument("--fail-status", type=int, default=0, help="answer every chat request with this status")
     parser.add_argument("--break-after", type=int, default=0, help="drop the connection after this many tokens")
+    parser.add_argument("--break-mid-event", action="store_true", help="with --break-after: send half an event first")
     parser.add_argument("--downloading", type=float, help="look like the embedded service at this download percent")
     args = parser.parse_args()
-    app = create_app(args.first_token_ms, args.token_interval_ms, args.fail_status, args.break_after, args.downloading)
+    app = create_app(
+        args.first_token_ms, args.token_interval_ms, args.fail_status, args.break_after, args.downloading,
+        args.break_mid_event,
+    )  # fmt: skip
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 

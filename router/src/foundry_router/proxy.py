@@ -297,6 +297,29 @@ def stream_error(head: bytes) -> str:
     return ""
 
 
+class WholeLines:
+    """Passes a byte stream on in whole lines only. An upstream cut mid-line (killed, its network gone) then never
+    leaves half an event for the client, which would run it into the error event that follows (as one line that is
+    not JSON); the half line is dropped instead. Costs nothing when chunks end at line ends, as SSE servers send."""
+
+    def __init__(self) -> None:
+        self.partial = b""
+        self.sent_tail = b"\n\n"  # the last two bytes passed on: does an event of ours start on a fresh one?
+
+    def push(self, data: bytes) -> bytes:
+        data = self.partial + data
+        end = data.rfind(b"\n") + 1
+        whole, self.partial = data[:end], data[end:]
+        if whole:
+            self.sent_tail = (self.sent_tail + whole)[-2:]
+        return whole
+
+    def then(self, event: bytes) -> bytes:
+        """`event` (a whole SSE event of ours) after what was passed on, ending an event left open first."""
+        self.partial = b""
+        return event if self.sent_tail == b"\n\n" else b"\n" + event
+
+
 class Relay:
     """The upstream's stream, passed on chunk by chunk; `close` settles it once whatever happens (done, broken,
     or a client that left before the first chunk was even asked for, when the generator never runs)."""
@@ -310,19 +333,24 @@ class Relay:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         error, code = "", 200
+        lines = WholeLines()
         try:
             self.watcher.feed(self.head)
-            yield self.head
+            if whole := lines.push(self.head):
+                yield whole
             async for chunk in self.response.content.iter_any():
                 self.watcher.feed(chunk)
-                yield chunk
+                if whole := lines.push(chunk):
+                    yield whole
+            if lines.partial:  # an upstream that ends without a last newline
+                yield lines.push(b"\n")
         except (aiohttp.ClientError, TimeoutError) as exc:
             failure = transport_failure(exc, self.router.settings.request_timeout_seconds)
             error, code = failure.kind, 502
             self.router.registry.mark_failed(self.target.upstream, failure.detail)
             message = f"{self.target.upstream.name} {failure.detail} after part of the answer."
             event = {"error": {"message": message, "type": "server_error", "code": "upstream_failed"}}
-            yield f"data: {json.dumps(event)}\n\n".encode()
+            yield lines.then(f"data: {json.dumps(event)}\n\n".encode())
         except (asyncio.CancelledError, GeneratorExit):
             error, code = "cancelled", "cancelled"  # the client left: closing the response stops the generation
             raise
