@@ -39,9 +39,14 @@ LONG_ANSWER = {"model": EMBEDDED_MODEL, "max_tokens": 3968}
 SLOW_CPUS = 0.1
 
 
+def healthy(container: str) -> bool:
+    return docker("inspect", "--format", "{{.State.Health.Status}}", container).stdout.strip() == "healthy"
+
+
 def serving_replica(swarm: SwarmStack, service: str, metric: str) -> str:
-    """The one container of the service whose `metric` (summed) is above zero."""
-    busy = [c for c in swarm.containers(service) if swarm.metric(c, service, metric) > 0]
+    """The one container of the service whose `metric` (summed) is above zero. Only healthy ones are asked: Swarm's
+    replacement of a killed task may still be starting, its port not open yet."""
+    busy = [c for c in swarm.containers(service) if healthy(c) and swarm.metric(c, service, metric) > 0]
     assert len(busy) == 1, f"one {service} replica with {metric} > 0, not {busy}"
     return busy[0]
 
