@@ -84,6 +84,16 @@ class Reply:
     def texts(self) -> list[str]:
         return [d.get("output", "") for d in self.named("new_message") + self.named("update_message")]
 
+    def answered_in_full_by(self, model: str) -> bool:
+        """Streamed, with the footer naming `model`, and neither cut off nor refused: what load tests count."""
+        final = self.final_text()
+        cut_or_refused = "[interrupted]" in final or "Could not answer" in final
+        return bool(self.token_times()) and model in final and not cut_or_refused
+
+    def ttft(self) -> float:
+        """Seconds from sending the question to its first token."""
+        return self.token_times()[0] - self.sent_at
+
 
 def login(url: str, username: str, password: str) -> httpx.Response:
     """What Chainlit's login page does; on success the response sets the `access_token` cookie."""

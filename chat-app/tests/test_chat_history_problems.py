@@ -8,13 +8,8 @@ chat (as in a Swarm stack, which cannot order services).
 from __future__ import annotations
 
 import asyncio
-import socket
-import socketserver
 import sqlite3
-import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,6 +20,7 @@ from chat_support import ChatProcess, PacedUpstream, connected, start_chat
 from foundry_chat.database import CURRENT_VERSION
 from tests.support.postgres import PostgresServer
 from tests.support.process import free_port, log_events, wait_until
+from tests.support.relay import tcp_relay
 
 pytestmark = pytest.mark.integration
 
@@ -99,35 +95,6 @@ def test_a_read_only_postgresql_database_is_said(
         chat.stop()
 
 
-@contextmanager
-def forwarding(port: int, target: tuple[str, int]) -> Iterator[None]:
-    """A TCP port that starts answering now, forwarding to `target`: a database that comes up late."""
-
-    class Forward(socketserver.BaseRequestHandler):
-        def handle(self) -> None:
-            with socket.create_connection(target) as upstream:
-                pump = threading.Thread(target=copy, args=(upstream, self.request), daemon=True)
-                pump.start()
-                copy(self.request, upstream)
-                pump.join()
-
-    def copy(source: socket.socket, sink: socket.socket) -> None:
-        with suppress(OSError):
-            while data := source.recv(65536):
-                sink.sendall(data)
-        with suppress(OSError):
-            sink.shutdown(socket.SHUT_WR)
-
-    socketserver.ThreadingTCPServer.allow_reuse_address = True
-    with socketserver.ThreadingTCPServer(("127.0.0.1", port), Forward) as server:
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            yield
-        finally:
-            server.shutdown()
-
-
 def test_a_database_that_starts_after_the_chat_is_waited_for(
     paced: PacedUpstream, postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -144,7 +111,7 @@ def test_a_database_that_starts_after_the_chat_is_waited_for(
         )
         with pytest.raises(httpx.ConnectError):
             chat.get("/healthz")  # no replica takes users before its history works
-        with forwarding(late_port, (url.hostname, url.port)):
+        with tcp_relay((url.hostname, url.port), listen=("127.0.0.1", late_port)):
             chat.wait_healthy()
             assert chat.get("/readyz").json()["history"]["ok"] is True
             assert chat.metric("chat_history_up") == 1

@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sqlite3
 import subprocess
 import tarfile
-import threading
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -32,6 +29,7 @@ from tests.e2e.stack import ADMIN, EMBEDDED_MODEL, Stack, webui
 from tests.support.docker import bridge_gateway
 from tests.support.postgres import PostgresServer
 from tests.support.process import REPO, wait_until
+from tests.support.relay import tcp_relay
 
 pytestmark = pytest.mark.e2e
 
@@ -95,49 +93,6 @@ def manifest_of(backup: Path) -> dict[str, str]:
 
 def files_in(backup: Path) -> list[str]:
     return sorted(p.relative_to(backup).as_posix() for p in backup.rglob("*") if p.is_file())
-
-
-@contextmanager
-def tcp_relay(host: str, target_port: int) -> Iterator[int]:
-    """Forwards connections to `host`:PORT (yielded) to 127.0.0.1:`target_port`, in threads of its own."""
-    listener = socket.create_server((host, 0))
-    listener.settimeout(0.2)
-    open_sockets = [listener]
-    stopping = threading.Event()
-
-    def pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with suppress(OSError):
-                sink.shutdown(socket.SHUT_WR)
-
-    def accept() -> None:
-        while not stopping.is_set():
-            try:
-                client, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            client.settimeout(None)
-            upstream = socket.create_connection(("127.0.0.1", target_port))
-            open_sockets.extend((client, upstream))
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=pump, args=(source, sink), daemon=True).start()
-
-    acceptor = threading.Thread(target=accept, daemon=True)
-    acceptor.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stopping.set()
-        acceptor.join(5)
-        for sock in open_sockets:
-            sock.close()
 
 
 @pytest.fixture
@@ -296,7 +251,7 @@ def test_a_postgresql_history_is_dumped_and_restored(
         command = ["psql", "-XAtq", postgres.database_url(database), "-c", sql]
         return subprocess.run(command, capture_output=True, text=True, check=True, timeout=30).stdout
 
-    with tcp_relay(gateway, postgres.port) as port:
+    with tcp_relay(("127.0.0.1", postgres.port), listen=(gateway, 0)) as port:
         stack = new_stack(DATABASE_URL=f"postgresql://postgres:{password}@{gateway}:{port}/{database}")
         stack.wait_chat_ready(EMBEDDED_MODEL)
         assert stack.chat_metric("chat_history_up") == 1

@@ -38,12 +38,10 @@ async def session(url: str, tag: str, ttfts: list[float], errors: list[str]) -> 
         await client.change_settings({"model": EMBEDDED_MODEL})
         for turn in range(TURNS):
             reply = await client.ask(f"marker {tag} turn {turn}")
-            final = reply.final_text()
-            times = reply.token_times()
-            if not times or EMBEDDED_MODEL not in final or "[interrupted]" in final or "Could not answer" in final:
-                errors.append(f"{tag} turn {turn}: {final!r}")
-                continue
-            ttfts.append(times[0] - reply.sent_at)
+            if reply.answered_in_full_by(EMBEDDED_MODEL):
+                ttfts.append(reply.ttft())
+            else:
+                errors.append(f"{tag} turn {turn}: {reply.final_text()!r}")
 
 
 async def run_load(url: str, tags: list[str]) -> tuple[list[float], list[str], float]:
