@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.logs import sections as log_sections
 from tests.support.postgres import PostgresNotInstalled, PostgresServer, start_postgres
-from tests.support.process import REPO, GatewayProcess, ready_gateway, tiny_model_dir
+from tests.support.process import REPO, GatewayProcess, chat_model_dir, ready_gateway, tiny_model_dir
 
 # Chainlit writes its .chainlit/ config folder into its app root when first imported: not into the repo.
 os.environ.setdefault("CHAINLIT_APP_ROOT", str(REPO / ".cache" / "chainlit"))
@@ -38,11 +38,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 
 
 @pytest.fixture(scope="session")
+def chat_model() -> Path:
+    """SmolLM2-135M-Instruct, the real model built by scripts/make-model (scripts/test builds it first): what every
+    test that reads the meaning of an answer uses."""
+    path = chat_model_dir()
+    if not (path / "genai_config.json").is_file():
+        pytest.fail(f"no model at {path}: run scripts/make-model first (scripts/test does).")
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_model() -> Path:
-    """The tiny chat model built by scripts/make-tiny-model (scripts/test builds it first)."""
+    """The random tiny model of `scripts/make-model --tiny`: gibberish, and every answer runs to max_tokens. Only for
+    tests that need that (a stream as long as they ask, to cut it mid-way) or speed; each says why."""
     path = tiny_model_dir()
     if not (path / "genai_config.json").is_file():
-        pytest.fail(f"no tiny model at {path}: run scripts/make-tiny-model first (scripts/test does).")
+        pytest.fail(f"no tiny model at {path}: run scripts/make-model --tiny first (scripts/test does).")
     return path
 
 
@@ -58,6 +69,13 @@ def artifacts() -> Path:
 def gateway(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     """The embedded Foundry Local service serving the tiny model, as a local process; one per test module."""
     with ready_gateway(tmp_path_factory.mktemp("gateway"), FOUNDRY_MODEL_PATH=str(tiny_model)) as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+def chat_gateway(chat_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """The embedded Foundry Local service serving the real model (CHAT_MODEL_ID), as a local process."""
+    with ready_gateway(tmp_path_factory.mktemp("chat-gateway"), FOUNDRY_MODEL_PATH=str(chat_model)) as service:
         yield service
 
 

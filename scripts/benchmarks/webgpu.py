@@ -44,7 +44,7 @@ TIMEOUT_MS = 300_000
 CHAT_MODEL = "tiny-chat"
 CHAT_PROMPT = "Tell me about the weather today."
 REFERENCE = REPO / "tests" / "browser" / "chat_reference.py"
-GENAI_PYTHON = REPO / ".venvs" / "tiny-model" / "bin" / "python"
+GENAI_PYTHON = REPO / ".venvs" / "model-build" / "bin" / "python"
 LOAD_KEYS = ("ready_ms", "load_ms", "bytes", "files")
 EPS = {"wasm": "WASM", "webgpu": "WebGPU (SwiftShader, fallback)"}
 # When the page's body[data-state] first turns ready (or no-model), in ms since navigation: set by the browser

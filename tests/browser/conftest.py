@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, Playwright, sync_playwright
 from tests.browser.webgpu_site import Nginx, build_site, launch_chromium, serve
 from tests.support.process import REPO
 
-TINY_MODEL_PYTHON = REPO / ".venvs" / "tiny-model" / "bin" / "python"
+TINY_MODEL_PYTHON = REPO / ".venvs" / "model-build" / "bin" / "python"
 CHAT_REFERENCE = Path(__file__).with_name("chat_reference.py")
 # A weights file this large cannot be held by ONNX Runtime Web (32-bit WebAssembly memory); sparse on disk.
 TOO_LARGE_BYTES = 5 * 1024**3

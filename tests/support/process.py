@@ -21,8 +21,18 @@ from tests.support.logs import register
 REPO = Path(__file__).resolve().parents[2]
 
 
+# The real model's folder name gives the id the embedded service registers it under (`<folder>-generic-cpu:1`).
+CHAT_MODEL_NAME = "smollm2-135m-instruct"
+CHAT_MODEL_ID = f"{CHAT_MODEL_NAME}-generic-cpu:1"
+
+
+def chat_model_dir() -> Path:
+    """Where scripts/make-model puts SmolLM2-135M-Instruct (OFFLINE_MODEL_DIR overrides, as for the script)."""
+    return Path(os.environ.get("OFFLINE_MODEL_DIR", REPO / ".cache" / "models" / CHAT_MODEL_NAME))
+
+
 def tiny_model_dir() -> Path:
-    """Where scripts/make-tiny-model puts the tiny chat model (TINY_MODEL_DIR overrides, as for the script)."""
+    """Where `scripts/make-model --tiny` puts the random tiny model (TINY_MODEL_DIR overrides, as for the script)."""
     return Path(os.environ.get("TINY_MODEL_DIR", REPO / ".cache" / "tiny-model"))
 
 

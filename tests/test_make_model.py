@@ -1,4 +1,4 @@
-"""scripts/make-tiny-model: deterministic and cached."""
+"""scripts/make-model --tiny: deterministic and cached."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ def digests(folder: Path) -> dict[str, str]:
 
 def test_a_fresh_build_is_identical_and_a_rerun_is_cached(tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "tiny"
-    script = str(REPO / "scripts" / "make-tiny-model")
-    subprocess.run([script, str(out)], check=True, capture_output=True)
+    script = str(REPO / "scripts" / "make-model")
+    subprocess.run([script, "--tiny", str(out)], check=True, capture_output=True)
     assert digests(out) == digests(tiny_model)
     assert {"genai_config.json", "model.onnx", "tokenizer.json"} <= set(digests(out))
 
-    again = subprocess.run([script, str(out)], check=True, capture_output=True, text=True)
+    again = subprocess.run([script, "--tiny", str(out)], check=True, capture_output=True, text=True)
     assert "up to date" in again.stdout
