@@ -14,7 +14,8 @@ from tests.support.process import GatewayProcess, free_port, ready_gateway
 
 @pytest.fixture(scope="package")
 def host_foundry(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    """The host's Foundry Local: the real runtime on this machine, on 0.0.0.0 so the Docker bridge reaches it."""
+    """The host's Foundry Local: the real runtime on this machine, on 0.0.0.0 so the Docker bridge reaches it, serving
+    the tiny model (HOST_MODEL says why)."""
     tmp = tmp_path_factory.mktemp("host-foundry")
     with ready_gateway(
         tmp, GATEWAY_HOST="0.0.0.0", FOUNDRY_MODEL_PATH=str(tiny_model), FOUNDRY_MODEL_ID=HOST_MODEL
@@ -32,12 +33,12 @@ def twin_port() -> int:
 # One stack for every e2e module (Open WebUI alone takes 30-60 s to start); each test leaves it healthy.
 @pytest.fixture(scope="package")
 def stack(
-    offline_images: float, host_foundry: GatewayProcess, twin_port: int, tiny_model: Path, artifacts: Path
+    offline_images: float, host_foundry: GatewayProcess, twin_port: int, chat_model: Path, artifacts: Path
 ) -> Iterator[Stack]:
     port = host_foundry.url.rsplit(":", 1)[1]
     stack = Stack.create(
         f"fs-e2e-{uuid.uuid4().hex[:8]}",
-        TINY_MODEL_DIR=str(tiny_model),
+        OFFLINE_MODEL_DIR=str(chat_model),
         FOUNDRY_LOCAL_PORT=port,
         # The default list (the host's Foundry Local, then the embedded service), and the host twin.
         FOUNDRY_LOCAL_URLS=(

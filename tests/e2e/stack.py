@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.logs import register
-from tests.support.process import REPO, free_port, metric_sum, wait_until
+from tests.support.process import CHAT_MODEL_ID, REPO, free_port, metric_sum, wait_until
 
 COMPOSE_FILES = ("compose.yaml", "compose.offline.yaml")
 # Published port variable of each service (compose.yaml) and the service's own name.
@@ -29,9 +29,17 @@ PORT_VARIABLES = {
     "prometheus": "PROMETHEUS_PORT",
     "foundry-local": "FOUNDRY_GATEWAY_PORT",
 }
-# The tiny model as the embedded service serves it, and as the host's Foundry Local (another process) does.
-EMBEDDED_MODEL = "tiny-chat-generic-cpu:1"
+# The real model as the embedded service serves it (compose.offline.yaml).
+EMBEDDED_MODEL = CHAT_MODEL_ID
+# The random tiny model, for tests that need what a real model cannot give on two cores: answers in milliseconds
+# under load, and streams that run to max_tokens (to cut one mid-way). Each test that uses it says so.
+# The host's Foundry Local (another process) serves it under an id of its own, so that a test can tell which runtime
+# answered, and the load test (test_load.py) asks it.
 HOST_MODEL = "tiny-host-generic-cpu:1"
+TINY_MODEL_NAME = "tiny-chat"
+TINY_MODEL = f"{TINY_MODEL_NAME}-generic-cpu:1"
+# The Swarm tier serves the tiny model: its load, scale and failover tests need both of the above.
+SWARM_MODEL = TINY_MODEL
 # The first account signed up on Open WebUI (it becomes the admin).
 ADMIN = {"name": "Admin", "email": "admin@example.test", "password": "correct horse battery staple"}
 OFFLINE_SERVICES = {

@@ -96,14 +96,14 @@ def files_in(backup: Path) -> list[str]:
 
 
 @pytest.fixture
-def new_stack(offline_images: float, tiny_model: Path, artifacts: Path) -> Iterator[Callable[..., Stack]]:
+def new_stack(offline_images: float, chat_model: Path, artifacts: Path) -> Iterator[Callable[..., Stack]]:
     """Makes stacks of the offline images, each its own project; every one is removed with its volumes at the end."""
     made: list[Stack] = []
 
     def make(**env: str) -> Stack:
         stack = Stack.create(
             f"fs-backup-{uuid.uuid4().hex[:8]}",
-            TINY_MODEL_DIR=str(tiny_model),
+            OFFLINE_MODEL_DIR=str(chat_model),
             MODEL=EMBEDDED_MODEL,
             MAX_TOKENS="24",
             WEBUI_SECRET_KEY="",

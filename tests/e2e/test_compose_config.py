@@ -199,12 +199,14 @@ def test_router_published_address_follows_bind_address() -> None:
     assert [(p["host_ip"], p["published"]) for p in exposed["ports"]] == [("0.0.0.0", "4100")]
 
 
-def test_offline_overlay_serves_the_tiny_model_read_only() -> None:
-    foundry = rendered("embedded", offline=True)["services"]["foundry-local"]
-    assert foundry["environment"]["FOUNDRY_MODEL_PATH"] == "/models/tiny-chat"
-    mount = next(v for v in foundry["volumes"] if v["target"] == "/models/tiny-chat")
-    assert mount["type"] == "bind" and mount["read_only"] is True
-    assert mount["source"] == str(REPO / ".cache" / "tiny-model")
+def test_offline_overlay_serves_the_real_model_read_only_in_both_runtimes() -> None:
+    services = rendered("embedded", offline=True)["services"]
+    folder = "/models/smollm2-135m-instruct"  # its name gives the id: smollm2-135m-instruct-generic-cpu:1
+    assert services["foundry-local"]["environment"]["FOUNDRY_MODEL_PATH"] == folder
+    for service in ("foundry-local", "webgpu-static"):  # the runtime, and the chat in the page
+        mount = next(v for v in services[service]["volumes"] if v["target"] == folder)
+        assert mount["type"] == "bind" and mount["read_only"] is True
+        assert mount["source"] == str(REPO / ".cache" / "models" / "smollm2-135m-instruct")
 
 
 def test_chat_login_is_off_and_no_secret_is_committed() -> None:

@@ -53,13 +53,17 @@ def test_doctor_finds_everything_well_on_the_running_stack(
     assert host_foundry.healthz().json()["model"] in checks["host Foundry Local"]["detail"]
 
 
-def test_open_webui_screenshot(stack: Stack, webui_token: str, artifacts: Path) -> None:
-    """Signed in as the admin, with the Foundry Local model chosen: the picture in the README."""
+def test_open_webui_page_answers_with_meaning(stack: Stack, webui_token: str, artifacts: Path) -> None:
+    """Signed in as the admin, a question typed into Open WebUI's own page (which sends tool definitions with each
+    message, unlike its API) is answered by the real model: the picture in the README."""
     url = stack.url("open-webui")
     # An admin is shown the release notes until they are dismissed once (when the page finishes loading, so
     # waiting for them races the page): dismiss them through the API the button calls, before the page loads.
+    # Temperature 0 (the user's advanced parameters, as the settings panel saves them): greedy, a checkable answer.
+    # The real model as the user's default model (the host's runtime serves the tiny one).
+    settings = {"ui": {"showChangelog": False, "models": [EMBEDDED_MODEL], "params": {"temperature": 0}}}
     with webui(stack, webui_token) as http:
-        response = http.post("/api/v1/users/user/settings/update", json={"ui": {"showChangelog": False}})
+        response = http.post("/api/v1/users/user/settings/update", json=settings)
         assert response.status_code == 200, response.text
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright, webgpu=False)
@@ -70,8 +74,13 @@ def test_open_webui_screenshot(stack: Stack, webui_token: str, artifacts: Path) 
             page.add_init_script(f"localStorage.setItem('token', {json.dumps(webui_token)})")
             page.goto(url)
             try:
-                # The chat page opens on a model Open WebUI found on Foundry Local (the embedded or the host's).
-                page.get_by_text(re.compile(r"^tiny-(chat|host)-generic-cpu:1$")).first.wait_for(timeout=60_000)
+                # The chat page opens on the user's default model.
+                page.get_by_text(re.compile(rf"^{re.escape(EMBEDDED_MODEL)}$")).first.wait_for(timeout=60_000)
+                page.locator("#chat-input").click()
+                page.keyboard.type("What is the capital of France?")
+                page.keyboard.press("Enter")
+                # The answer, not the question (which does not name it), in the conversation.
+                page.get_by_text(re.compile(r"\bParis\b")).first.wait_for(timeout=120_000)
             finally:
                 page.screenshot(path=str(artifacts / "open-webui.png"))
         finally:

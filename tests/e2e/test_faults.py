@@ -20,7 +20,7 @@ import httpx
 import pytest
 from chat_support import ChainlitClient, Reply, connected, converse
 
-from tests.e2e.stack import ADMIN, EMBEDDED_MODEL, Stack, webui
+from tests.e2e.stack import ADMIN, TINY_MODEL, TINY_MODEL_NAME, Stack, webui
 from tests.support.docker import crash, docker, health, inspect, throttled
 from tests.support.process import wait_until
 
@@ -41,9 +41,11 @@ OPERATIONS = "gen_ai_server_request_duration_seconds_count"
 def faults(offline_images: float, tiny_model: Path, artifacts: Path) -> Iterator[Stack]:
     stack = Stack.create(
         f"fs-faults-{uuid.uuid4().hex[:8]}",
-        TINY_MODEL_DIR=str(tiny_model),
+        # The tiny model: its answers run to max_tokens, seconds of streaming to inject a fault into.
+        OFFLINE_MODEL_DIR=str(tiny_model),
+        OFFLINE_MODEL_NAME=TINY_MODEL_NAME,
         FOUNDRY_LOCAL_URLS="http://foundry-local:5273/v1",
-        MODEL=EMBEDDED_MODEL,
+        MODEL=TINY_MODEL,
         MAX_TOKENS="24",
         REQUEST_TIMEOUT_SECONDS=str(TIMEOUT_SECONDS),
     )
@@ -74,15 +76,15 @@ def chat(stack: Stack, text: str, settings: dict | None = None, fault: Callable[
         async def on_first_token() -> None:
             await asyncio.to_thread(injected)
 
-    chosen = {"model": EMBEDDED_MODEL, **settings} if settings else None
+    chosen = {"model": TINY_MODEL, **settings} if settings else None
     return asyncio.run(converse(stack.url("chat-app"), text, chosen, on_first_token))
 
 
 def assert_answers_again(stack: Stack, text: str) -> None:
     """Recovered: the chat service sees the model again and a new session gets an answer from it."""
-    stack.wait_chat_ready(EMBEDDED_MODEL)
+    stack.wait_chat_ready(TINY_MODEL)
     reply = chat(stack, text)
-    assert EMBEDDED_MODEL in reply.final_text(), reply.events
+    assert TINY_MODEL in reply.final_text(), reply.events
 
 
 def wait_restarted_by_docker(container: str, restarts: int, timeout: float = 90) -> None:
@@ -117,7 +119,7 @@ def test_chat_starts_without_the_embedded_service_and_picks_it_up_when_it_starts
         async with connected(faults.url("chat-app")) as client:
             unanswered = await client.ask("Are you there?")
             await asyncio.to_thread(up, faults, "foundry-local")
-            await asyncio.to_thread(faults.wait_chat_ready, EMBEDDED_MODEL)
+            await asyncio.to_thread(faults.wait_chat_ready, TINY_MODEL)
             # The same session, never reloaded: the model appears in its settings, and it answers.
             return client.started, unanswered, await client.ask("Are you there now?")
 
@@ -127,7 +129,7 @@ def test_chat_starts_without_the_embedded_service_and_picks_it_up_when_it_starts
     assert "Your message was kept" in unanswered.final_text()
     assert faults.chat_metric(MESSAGES, outcome="failed") == before + 1
     assert answered.streamed_text.strip(), answered.events
-    assert EMBEDDED_MODEL in answered.final_text()
+    assert TINY_MODEL in answered.final_text()
 
 
 # --- the embedded service killed, crashed, disconnected, paused, restarted -----------------------------------------
@@ -200,11 +202,11 @@ def test_an_upstream_that_hangs_is_a_timeout_and_a_slow_one_is_fine(faults: Stac
     assert f"sent nothing for {TIMEOUT_SECONDS} s (REQUEST_TIMEOUT_SECONDS)" in final
     assert "raise REQUEST_TIMEOUT_SECONDS" in final
     assert faults.chat_metric(MESSAGES, outcome="failed") == before + 1
-    faults.wait_chat_ready(EMBEDDED_MODEL)
+    faults.wait_chat_ready(TINY_MODEL)
     # Slow but steady (a tenth of a CPU): every wait stays under the timeout, so the answer completes.
     with throttled(foundry, SLOW_CPUS):
         slow = chat(faults, "Take your time", settings={"max_tokens": 64})
-    assert "[interrupted]" not in slow.final_text() and EMBEDDED_MODEL in slow.final_text(), slow.events
+    assert "[interrupted]" not in slow.final_text() and TINY_MODEL in slow.final_text(), slow.events
 
 
 def test_restarted_embedded_service_serves_again_without_touching_the_chat(faults: Stack) -> None:
@@ -245,7 +247,7 @@ def test_crashed_chat_service_is_restarted_healthy(faults: Stack) -> None:
 
 def test_crashed_open_webui_comes_back_with_accounts_and_chats(stack: Stack, webui_token: str) -> None:
     title = f"kept across a crash {uuid.uuid4().hex[:6]}"
-    chat_body = {"title": title, "models": [EMBEDDED_MODEL], "messages": [], "history": {"messages": {}}}
+    chat_body = {"title": title, "models": [TINY_MODEL], "messages": [], "history": {"messages": {}}}
     with webui(stack, webui_token) as http:
         created = http.post("/api/v1/chats/new", json={"chat": chat_body})
         assert created.status_code == 200, created.text

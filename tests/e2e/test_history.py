@@ -19,7 +19,7 @@ import httpx
 import pytest
 from chat_support import ChainlitClient, browser_cookies, connected
 
-from tests.e2e.stack import EMBEDDED_MODEL, Stack
+from tests.e2e.stack import TINY_MODEL, TINY_MODEL_NAME, Stack
 from tests.support.docker import crash, docker, health, inspect, running_container, throttled
 from tests.support.process import free_port, wait_until
 
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.e2e
 CHECKPOINT_SECONDS = 0.5
 # Long enough to stream for seconds at a fifth of a CPU, short enough to fit the tiny model's 4096-token context
 # beside the earlier turns.
-LONG_ANSWER = {"model": EMBEDDED_MODEL, "max_tokens": 3600}
+LONG_ANSWER = {"model": TINY_MODEL, "max_tokens": 3600}
 # Reads the chat's SQLite database from inside its container (read-only: it never competes with the service).
 READ_DB = """
 import json, sqlite3, sys
@@ -46,16 +46,18 @@ else:
 def history(offline_images: float, tiny_model: Path, artifacts: Path) -> Iterator[Stack]:
     stack = Stack.create(
         f"fs-history-{uuid.uuid4().hex[:8]}",
-        TINY_MODEL_DIR=str(tiny_model),
+        # The tiny model: its answers run to max_tokens, seconds of streaming to restart the chat in the middle of.
+        OFFLINE_MODEL_DIR=str(tiny_model),
+        OFFLINE_MODEL_NAME=TINY_MODEL_NAME,
         FOUNDRY_LOCAL_URLS="http://foundry-local:5273/v1",
-        MODEL=EMBEDDED_MODEL,
+        MODEL=TINY_MODEL,
         MAX_TOKENS="16",
         CHECKPOINT_SECONDS=str(CHECKPOINT_SECONDS),
     )
     stack.down(volumes=True)
     try:
         stack.compose("up", "--detach", "--wait", "foundry-local", "router", "chat-app", timeout=600)
-        stack.wait_chat_ready(EMBEDDED_MODEL)
+        stack.wait_chat_ready(TINY_MODEL)
         yield stack
     finally:
         (artifacts / f"e2e-{stack.project}.log").write_text(stack.logs(tail=400))
@@ -92,7 +94,7 @@ async def ask_all(url: str, questions: list[str], thread_id: str = "") -> str:
     async with connected(url, thread_id=thread_id) as client:
         for question in questions:
             reply = await client.ask(question)
-            assert EMBEDDED_MODEL in reply.final_text(), reply.texts()
+            assert TINY_MODEL in reply.final_text(), reply.texts()
     return client.thread_id
 
 
@@ -154,7 +156,7 @@ def test_threads_survive_a_restart_a_crash_mid_answer_and_down_up(history: Stack
     # 3. `down` and `up` (the volume stays): the threads are kept; the conversation continues where it was.
     history.compose("down", "--timeout", "20")
     history.compose("up", "--detach", "--wait", "foundry-local", "router", "chat-app", timeout=600)
-    history.wait_chat_ready(EMBEDDED_MODEL)
+    history.wait_chat_ready(TINY_MODEL)
     assert conversation(history, thread_id, cookies) == after
     asyncio.run(ask_all(url, ["and one more"], thread_id=thread_id))
     assert conversation(history, thread_id, cookies, answers=4)[-2] == ("user_message", "and one more")
@@ -168,7 +170,7 @@ def second_chat(stack: Stack, *mount: str) -> Iterator[tuple[str, str]]:
     with running_container(
         "--network", stack.network, "--publish", f"127.0.0.1:{port}:8080", "--read-only",
         "--tmpfs", "/tmp", "--tmpfs", "/app:uid=10001,gid=10001", *mount,  # noqa: S108 (the container's /tmp)
-        "--env", "ROUTER_URL=http://router:4000/v1", "--env", f"MODEL={EMBEDDED_MODEL}", image,
+        "--env", "ROUTER_URL=http://router:4000/v1", "--env", f"MODEL={TINY_MODEL}", image,
     ) as (name, _):  # fmt: skip
         assert health(name) == "healthy", docker("logs", name, check=False).stderr[-3000:]
         yield f"http://127.0.0.1:{port}", name
@@ -189,7 +191,7 @@ def test_a_read_only_database_turns_the_history_off_in_words_and_the_chat_still_
 
         texts = asyncio.run(visit())
         assert any(text.startswith("_History is off:") for text in texts), texts
-        assert EMBEDDED_MODEL in texts[-1], "answers still work"
+        assert TINY_MODEL in texts[-1], "answers still work"
         logged = docker("logs", name, check=False).stdout
         assert '"event": "history_off"' in logged and "Traceback" not in logged
     cookies = asyncio.run(browser_cookies(url))
@@ -214,10 +216,10 @@ def test_a_full_disk_is_said_in_words_and_what_was_stored_stays(history: Stack) 
             return [stored.final_text(), *reply.texts(), notice]
 
         texts = asyncio.run(visit())
-        assert EMBEDDED_MODEL in texts[0]
+        assert TINY_MODEL in texts[0]
         notices = [text for text in texts if "could not be saved" in text]
         assert notices and "disk is full" in notices[0] and "free some space" in notices[0], texts
-        assert any(EMBEDDED_MODEL in text for text in texts[1:]), "the answer still came"
+        assert any(TINY_MODEL in text for text in texts[1:]), "the answer still came"
         with httpx.Client(base_url=chat_url, cookies={"access_token": thread["cookie"]}, timeout=10) as http:
             kept = http.get(f"/project/thread/{thread['id']}").json()
         assert any(step["output"] == "stored before the disk filled up" for step in kept["steps"])

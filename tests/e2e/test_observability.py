@@ -71,11 +71,11 @@ def make_traffic(stack: Stack) -> str:
     upstream that answered the router's own request (its X-Foundry-Upstream)."""
     ask_once(stack.url("chat-app"), "Hello there")
     ask_once(stack.url("chat-app"), "And a second question")
-    # Under MAX_INPUT_CHARS (8000) but over the tiny model's 4096-token context: its byte-level tokenizer has
-    # never seen these letters together, one token each. The gateway refuses it with the token counts; the chat
-    # service records an error of the upstream and shows the refusal with what to do.
-    refused = ask_once(stack.url("chat-app"), "zqj" * 2000).final_text()
-    assert "more than the model's context of 4096 tokens" in refused, refused
+    # Under MAX_INPUT_CHARS (8000) but over the model's 8192-token context: its byte-level tokenizer spells this rare
+    # letter (U+1D537, fraktur z) in three tokens. The gateway refuses it with the token counts; the chat service
+    # records an error of the upstream and shows the refusal with what to do.
+    refused = ask_once(stack.url("chat-app"), "\U0001d537" * 3000).final_text()
+    assert "more than the model's context of 8192 tokens" in refused, refused
     assert "Change the message or the chat settings as it says." in refused, refused
     assert ".." not in refused, refused
     # A tool's requests, straight to the router: one answered whole, one streamed, one for a model nobody serves.

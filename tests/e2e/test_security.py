@@ -23,8 +23,8 @@ ADMIN_ROUTES = [
     ("POST", "/shutdown"),
     ("GET", "/status"),
     ("GET", "/models/loaded"),
-    ("GET", "/models/load/tiny-chat"),
-    ("POST", "/models/unload/tiny-chat"),
+    ("GET", "/models/load/smollm2-135m-instruct"),
+    ("POST", "/models/unload/smollm2-135m-instruct"),
     ("GET", "/catalogs/local/v1/models"),
 ]
 # Variables whose value would be a secret, and values that only say there is none.

@@ -3,8 +3,9 @@ monitoring, the static site, the host's Foundry Local reached through host.docke
 while the embedded service is stopped, and Open WebUI's data across `down`/`up`.
 
 One stack per module (Open WebUI alone takes ~30-60 s to start). The host's Foundry Local is the real runtime
-started on this machine on 0.0.0.0 with its own model id, so each answer shows which backend served it; the
-embedded service serves the tiny model in its container. Both at once is the committed default.
+started on this machine on 0.0.0.0 with its own model id (the tiny model), so each answer shows which backend
+served it; the embedded service serves the real model (SmolLM2-135M-Instruct) in its container. Both at once is the
+committed default. Questions are asked greedily (temperature 0) where the answer's meaning is checked.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from tests.browser.webgpu_site import launch_chromium
 from tests.e2e.stack import ADMIN, EMBEDDED_MODEL, HOST_MODEL, OFFLINE_SERVICES, Stack, webui
-from tests.support.process import GatewayProcess, metric_sum, start_gateway, wait_until
+from tests.support.process import CHAT_MODEL_NAME, GatewayProcess, metric_sum, start_gateway, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -87,13 +88,14 @@ def test_open_webui_chat_completion(stack: Stack, webui_token: str) -> None:
             "/api/chat/completions",
             json={
                 "model": EMBEDDED_MODEL,
-                "messages": [{"role": "user", "content": "Hello"}],
+                "messages": [{"role": "user", "content": "What is the largest planet in our solar system?"}],
                 "stream": False,
-                "max_tokens": 16,
+                "max_tokens": 32,
+                "temperature": 0,
             },
         )
     assert response.status_code == 200, response.text
-    assert response.json()["choices"][0]["message"]["content"].strip()
+    assert "Jupiter" in response.json()["choices"][0]["message"]["content"]
 
 
 def test_open_webui_chat_completion_streams(stack: Stack, webui_token: str) -> None:
@@ -105,9 +107,10 @@ def test_open_webui_chat_completion_streams(stack: Stack, webui_token: str) -> N
             "/api/chat/completions",
             json={
                 "model": EMBEDDED_MODEL,
-                "messages": [{"role": "user", "content": "Hello"}],
+                "messages": [{"role": "user", "content": "What is the capital of France?"}],
                 "stream": True,
-                "max_tokens": 16,
+                "max_tokens": 32,
+                "temperature": 0,
             },
         ) as response,
     ):
@@ -119,7 +122,7 @@ def test_open_webui_chat_completion_streams(stack: Stack, webui_token: str) -> N
     assert chunks[-1] == "[DONE]"
     deltas = [json.loads(c)["choices"][0]["delta"].get("content") or "" for c in chunks[:-1] if '"choices"' in c]
     assert sum(1 for d in deltas if d) >= 2
-    assert "".join(deltas).strip()
+    assert "Paris" in "".join(deltas)
 
 
 # --- the router: one endpoint for every client --------------------------------------------------------------------
@@ -129,7 +132,7 @@ def test_the_router_lists_each_model_once_with_where_it_runs(stack: Stack) -> No
     models = {m["id"]: m for m in httpx.get(f"{stack.url('router')}/v1/models", timeout=5).json()["data"]}
     assert set(models) == {EMBEDDED_MODEL, HOST_MODEL}
     assert models[EMBEDDED_MODEL]["upstreams"] == ["foundry-local:5273"]
-    assert models[EMBEDDED_MODEL]["context_length"] == 4096
+    assert models[EMBEDDED_MODEL]["context_length"] == 8192
     assert models[HOST_MODEL]["upstreams"][0].startswith("host.docker.internal:")
     readyz = httpx.get(f"{stack.url('router')}/readyz", timeout=5).json()
     assert readyz["ready"] and readyz["warnings"] == [], "published on 127.0.0.1: nothing to warn about"
@@ -139,8 +142,9 @@ def test_the_openai_sdk_streams_through_the_router(stack: Stack) -> None:
     client = openai.OpenAI(base_url=f"{stack.url('router')}/v1", api_key="not-needed", max_retries=0)
     with client.chat.completions.with_streaming_response.create(
         model=EMBEDDED_MODEL,
-        messages=[{"role": "user", "content": "Hello"}],
-        max_tokens=8,
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        max_tokens=24,
+        temperature=0,
         stream=True,
         stream_options={"include_usage": True},
     ) as response:
@@ -148,18 +152,22 @@ def test_the_openai_sdk_streams_through_the_router(stack: Stack) -> None:
         assert response.headers["x-foundry-upstream-kind"] == "local"
         chunks = list(response.parse())
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text.strip() and chunks[-1].usage.completion_tokens == 8
+    assert "Paris" in text, text
+    assert 0 < chunks[-1].usage.completion_tokens <= 24
 
 
 def test_without_max_tokens_the_router_fits_one_as_open_webui_needs(stack: Stack) -> None:
-    # Open WebUI sends no max_tokens; the runtime would ask for 2048 and the tiny model's context refuse.
+    # Open WebUI sends no max_tokens; the runtime would ask for 2048, which this prompt's room in the model's 8192-token
+    # context does not hold: the router fits one below its default (512) instead of passing a refusal on.
     response = httpx.post(
         f"{stack.url('router')}/v1/chat/completions",
-        json={"model": EMBEDDED_MODEL, "messages": [{"role": "user", "content": "word " * 1200}]},
-        timeout=60,
+        json={"model": EMBEDDED_MODEL, "messages": [{"role": "user", "content": "word " * 4700}]},
+        timeout=120,
     )
     assert response.status_code == 200, response.text
-    assert response.json()["usage"]["completion_tokens"] == int(response.headers["x-foundry-max-tokens"])
+    fitted = int(response.headers["x-foundry-max-tokens"])
+    assert 0 < fitted < 512
+    assert 0 < response.json()["usage"]["completion_tokens"] <= fitted
 
 
 # --- monitoring and the static site ------------------------------------------------------------------------------
@@ -196,7 +204,7 @@ def test_static_site_answers(stack: Stack) -> None:
 
 
 def test_the_browser_chat_answers_beside_the_server(stack: Stack, artifacts: Path) -> None:
-    """/chat in Chromium: the tiny model in the page, and the same conversation through the site's own origin to
+    """/chat in Chromium: the real model in the page, and the same conversation through the site's own origin to
     the router and the embedded runtime, with time to first token and tokens/s for both."""
     site = stack.url("webgpu-static")
     with sync_playwright() as playwright:
@@ -205,12 +213,12 @@ def test_the_browser_chat_answers_beside_the_server(stack: Stack, artifacts: Pat
             page = browser.new_page()
             requests: list[str] = []
             page.on("request", lambda request: requests.append(request.url))
-            page.goto(f"{site}/chat?model=tiny-chat&ep=wasm&max_tokens=16")
+            page.goto(f"{site}/chat?model={CHAT_MODEL_NAME}&ep=wasm&max_tokens=16")
             page.locator("body[data-state='ready']").wait_for(state="attached", timeout=120_000)
             expect(page.locator(f"#server-model option[value='{EMBEDDED_MODEL}']")).to_be_attached()
             page.check("#compare")
             page.select_option("#server-model", EMBEDDED_MODEL)
-            page.fill("#prompt", "Hello there")
+            page.fill("#prompt", "What is the capital of France?")
             page.click("#send")
             page.locator("#chat-json[data-seq='1']").wait_for(state="attached", timeout=120_000)
             turn = json.loads(page.text_content("#chat-json") or "{}")
@@ -225,6 +233,7 @@ def test_the_browser_chat_answers_beside_the_server(stack: Stack, artifacts: Pat
     assert server["model"] == EMBEDDED_MODEL
     assert server["ttftMs"] > 0 and server["tokensPerSecond"] > 0 and server["tokens"] > 0
     # The same weights, template and greedy decoding on both sides: the same words.
+    assert "Paris" in turn["text"]
     assert server["text"] == turn["text"]
     assert all(re.fullmatch(r"[\d.]+ (ms|tokens/s)", figure) for figure in figures), figures
     assert all(request.startswith(site) for request in requests), requests
@@ -259,19 +268,20 @@ def test_open_webui_reaches_the_host_foundry_local(
             json={"model": HOST_MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8},
         )
     assert response.status_code == 200, response.text
+    # The host's runtime serves the tiny model here (tests/e2e/stack.py): which runtime answered is what counts.
     assert response.json()["choices"][0]["message"]["content"].strip()
     assert gateway_chat_requests(host_foundry.url) > before
 
 
 def test_both_uis_keep_answering_when_the_embedded_service_stops(
-    stack: Stack, webui_token: str, twin_port: int, tiny_model, tmp_path_factory: pytest.TempPathFactory
+    stack: Stack, webui_token: str, twin_port: int, chat_model: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """Another upstream serves the same model (a second host runtime with the embedded model's id): stopping the
     embedded service changes nothing for either UI, and the model is still listed once."""
     tmp = tmp_path_factory.mktemp("twin")
     twin = start_gateway(
         tmp / "data", tmp / "twin.log", port=twin_port, GATEWAY_HOST="0.0.0.0",
-        FOUNDRY_MODEL_PATH=str(tiny_model), FOUNDRY_MODEL_ID=EMBEDDED_MODEL,
+        FOUNDRY_MODEL_PATH=str(chat_model), FOUNDRY_MODEL_ID=EMBEDDED_MODEL,
     )  # fmt: skip
     twin_name = f"host.docker.internal:{twin_port}"
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import Page, expect
 
-from tests.e2e.stack import EMBEDDED_MODEL
+from tests.e2e.stack import SWARM_MODEL
 from tests.support.docker import docker
 from tests.support.logs import register
 from tests.support.process import REPO, free_port, metric_sum, wait_until
@@ -223,7 +223,7 @@ def log_in(page: Page, swarm: SwarmStack) -> None:
 def upstreams_serving(swarm: SwarmStack, router: str) -> set[str]:
     """The upstreams this router replica would send the model to now (from its /readyz)."""
     upstreams = swarm.readyz(router, "router")["upstreams"]
-    return {u["name"] for u in upstreams if u["state"] == "up" and EMBEDDED_MODEL in u.get("models", [])}
+    return {u["name"] for u in upstreams if u["state"] == "up" and SWARM_MODEL in u.get("models", [])}
 
 
 def every_router_serves_from(swarm: SwarmStack, expected: set[str]) -> bool:
@@ -234,7 +234,7 @@ def where_answered(swarm: SwarmStack, requests: int) -> list[str]:
     """Send `requests` completions at once through the edge; the upstream of each (all must succeed)."""
 
     async def one(http: httpx.AsyncClient) -> str:
-        body = {"model": EMBEDDED_MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 200}
+        body = {"model": SWARM_MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 200}
         response = await http.post("/v1/chat/completions", json=body)
         assert response.status_code == 200, response.text
         return response.headers["x-foundry-upstream"]

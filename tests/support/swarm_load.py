@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from chat_support import connected, login
 
-from tests.e2e.stack import EMBEDDED_MODEL
+from tests.e2e.stack import SWARM_MODEL
 from tests.support.swarm import SwarmStack
 
 
@@ -35,7 +35,7 @@ class Load:
         except Exception as exc:  # a refused or broken connection is a failed session
             self.failures.append(f"{tag}: {exc!r}")
             return
-        if reply.answered_in_full_by(EMBEDDED_MODEL):
+        if reply.answered_in_full_by(SWARM_MODEL):
             self.done.append((time.monotonic(), reply.ttft()))
         else:
             self.failures.append(f"{tag}: {reply.final_text()!r}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.stack import EMBEDDED_MODEL
+from tests.e2e.stack import SWARM_MODEL, TINY_MODEL_NAME
 from tests.support.docker import bridge_gateway
 from tests.support.process import free_port
 from tests.support.swarm import PROBE_INTERVAL_SECONDS, SwarmStack, swarm_state
@@ -33,12 +33,14 @@ def swarm(
     stack = SwarmStack.create(
         f"fs-swarm-{uuid.uuid4().hex[:6]}",
         tmp_path_factory.mktemp("swarm") / "secrets",
-        TINY_MODEL_DIR=str(tiny_model),
+        # The tiny model (tests/e2e/stack.py SWARM_MODEL says why).
+        OFFLINE_MODEL_DIR=str(tiny_model),
+        OFFLINE_MODEL_NAME=TINY_MODEL_NAME,
         # A swarm on the Docker bridge's address, which a second node in a container reaches (test_second_node.py).
         SWARM_ADVERTISE_ADDR=bridge_gateway(),
         SWARM_FOUNDRY_LOCAL_URLS=(f"http://tasks.foundry-local:5273/v1,http://host.docker.internal:{twin_port}/v1"),
         PROBE_INTERVAL_SECONDS=str(PROBE_INTERVAL_SECONDS),
-        MODEL=EMBEDDED_MODEL,
+        MODEL=SWARM_MODEL,
         MAX_TOKENS="24",
         # The chat's prompts in its log: a resumed thread's earlier turns must reach the model.
         LOG_PROMPTS="true",

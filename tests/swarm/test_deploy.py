@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import expect
 from test_chat_history_browser import ask, chromium_page, finished_answers
 
-from tests.e2e.stack import ADMIN, EMBEDDED_MODEL, webui
+from tests.e2e.stack import ADMIN, SWARM_MODEL, webui
 from tests.support.docker import docker, health
 from tests.support.process import wait_until
 from tests.support.swarm import SwarmStack, log_in
@@ -61,7 +61,7 @@ def test_the_chat_answers_in_chromium_through_the_edge(swarm: SwarmStack, artifa
     with chromium_page() as page:
         log_in(page, swarm)
         ask(page, "Hello through the edge")
-        expect(finished_answers(page).last).to_contain_text(EMBEDDED_MODEL)
+        expect(finished_answers(page).last).to_contain_text(SWARM_MODEL)
         page.screenshot(path=str(artifacts / "swarm-chat.png"))
         cookies = {c["name"] for c in page.context.cookies()}
     assert "FOUNDRY_CHAT_REPLICA" in cookies, "the edge keeps the browser on one chat replica"
@@ -74,14 +74,14 @@ def test_open_webui_answers_through_the_router(swarm: SwarmStack) -> None:
         token = response.json()["token"]
     with webui(swarm, token) as http:
         wait_until(
-            lambda: EMBEDDED_MODEL in [m["id"] for m in http.get("/api/models").json()["data"]],
+            lambda: SWARM_MODEL in [m["id"] for m in http.get("/api/models").json()["data"]],
             60,
             "Open WebUI listing the model the routers serve",
             interval=1,
         )
         response = http.post(
             "/api/chat/completions",
-            json={"model": EMBEDDED_MODEL, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 16},
+            json={"model": SWARM_MODEL, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 16},
         )
     assert response.status_code == 200, response.text
     assert response.json()["choices"][0]["message"]["content"]
@@ -91,7 +91,7 @@ def test_the_router_asks_for_its_key_and_hides_its_metrics(swarm: SwarmStack) ->
     assert httpx.get(f"{swarm.url('router')}/v1/models", timeout=10).status_code == 401
     with swarm.router() as http:
         models = http.get("/v1/models").json()["data"]
-        assert [m["id"] for m in models] == [EMBEDDED_MODEL]
+        assert [m["id"] for m in models] == [SWARM_MODEL]
         assert http.get("/metrics").status_code == 404, "Prometheus scrapes the replicas, not the edge"
     assert httpx.get(f"{swarm.url('chat-app')}/metrics", timeout=10).status_code == 404
 

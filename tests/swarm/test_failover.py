@@ -18,7 +18,7 @@ from chat_support import ChainlitClient, Reply, login
 from playwright.sync_api import Page, expect
 from test_chat_history_browser import ask, chromium_page, finished_answers
 
-from tests.e2e.stack import EMBEDDED_MODEL
+from tests.e2e.stack import SWARM_MODEL
 from tests.support.docker import docker, throttled
 from tests.support.process import ready_gateway, wait_until
 from tests.support.swarm import (
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.e2e
 # Socket.IO's event frames over the page's WebSocket: `42["name", data]`.
 EVENT_FRAME = re.compile(r"^42(\[.*\])$", re.DOTALL)
 # Nearly the tiny model's whole context, at a tenth of a CPU: seconds of streaming (tests/e2e/test_faults.py).
-LONG_ANSWER = {"model": EMBEDDED_MODEL, "max_tokens": 3968}
+LONG_ANSWER = {"model": SWARM_MODEL, "max_tokens": 3968}
 SLOW_CPUS = 0.1
 
 
@@ -152,7 +152,7 @@ def test_a_killed_router_replica_mid_stream_keeps_the_partial_answer_and_the_nex
     assert cut.streamed_text.strip(), cut.events
     assert final.startswith(cut.streamed_text), "the streamed part of the answer is kept"
     assert "**[interrupted]**" in final and "closed the connection" in final, final
-    assert after.streamed_text.strip() and EMBEDDED_MODEL in after.final_text(), after.events
+    assert after.streamed_text.strip() and SWARM_MODEL in after.final_text(), after.events
     swarm.wait_tasks("router", 2)
 
 
@@ -160,7 +160,7 @@ def test_a_killed_router_replica_mid_stream_keeps_the_partial_answer_and_the_nex
 def second_model_runtime(tiny_model: Path, port: int, tmp: Path) -> Iterator[str]:
     """The embedded model served by one more runtime, on the host: the upstream name the routers give it."""
     with ready_gateway(
-        tmp, port=port, GATEWAY_HOST="0.0.0.0", FOUNDRY_MODEL_PATH=str(tiny_model), FOUNDRY_MODEL_ID=EMBEDDED_MODEL
+        tmp, port=port, GATEWAY_HOST="0.0.0.0", FOUNDRY_MODEL_PATH=str(tiny_model), FOUNDRY_MODEL_ID=SWARM_MODEL
     ):
         yield f"host.docker.internal:{port}"
 
