@@ -1,5 +1,7 @@
 """External clients through the router: the official OpenAI SDKs (Python, and Node via tests/clients/stream.mjs)
-stream and complete through the router in front of the real Foundry Local runtime serving the tiny model.
+stream and complete through the router in front of the real Foundry Local runtime serving the real model
+(SmolLM2-135M-Instruct, the `chat_gateway` fixture), greedily (temperature 0), so each answer is checked for what it
+says: Paris, Jupiter, a Python function in a fenced block, a name remembered from the turn before.
 
 The Node SDK is pinned by tests/clients/package-lock.json and installed with `npm ci` into
 .cache/test-clients (reused while package.json and the lock are unchanged).
@@ -7,10 +9,12 @@ The Node SDK is pinned by tests/clients/package-lock.json and installed with `np
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -22,21 +26,43 @@ import httpx
 import openai
 import pytest
 
-from tests.support.process import REPO, GatewayProcess
+from tests.support.process import CHAT_MODEL_ID, REPO, GatewayProcess
 from tests.support.router import RouterProcess, start_router
 
 pytestmark = pytest.mark.integration
 
 CLIENTS = REPO / "tests" / "clients"
 CLIENTS_CACHE = REPO / ".cache" / "test-clients"
-PROMPT = "Hello there, how are you?"
-MAX_TOKENS = 24
+# Room for each answer below: the code block closes after ~30 tokens; the other answers stop before.
+MAX_TOKENS = 64
+# The chat's default system prompt: with it, SmolLM2 answers in one sentence and stops.
+SYSTEM = {"role": "system", "content": "You are a helpful assistant. Answer concisely."}
+FRANCE = [SYSTEM, {"role": "user", "content": "What is the capital of France?"}]
+JUPITER = [{"role": "user", "content": "What is the largest planet in our solar system?"}]
+SQUARE = [{"role": "user", "content": "Write a Python function that returns the square of a number."}]
+REMEMBER = [SYSTEM, {"role": "user", "content": "My name is Ada. Please remember it."}]
+NAME = "What is my name?"  # asked after REMEMBER and its answer; alone, the model does not know it
+FENCED_PYTHON = re.compile(r"```python\n(.*?)```", re.DOTALL)
+
+
+def user(text: str) -> dict[str, str]:
+    return {"role": "user", "content": text}
+
+
+def check_python_function(answer: str) -> None:
+    """The answer holds a fenced Python block that parses and defines a function of one argument (the number)."""
+    block = FENCED_PYTHON.search(answer)
+    assert block, f"no ```python block in {answer!r}"
+    tree = ast.parse(block.group(1))
+    functions = [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)]
+    assert functions, f"no function defined in {block.group(1)!r}"
+    assert len(functions[0].args.args) == 1, ast.unparse(functions[0])
 
 
 @pytest.fixture(scope="module")
-def router(gateway: GatewayProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
-    """The router with the embedded gateway (tiny model) as its only upstream."""
-    process = start_router(tmp_path_factory.mktemp("router"), [f"{gateway.url}/v1"])
+def router(chat_gateway: GatewayProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
+    """The router with the embedded gateway (the real model) as its only upstream."""
+    process = start_router(tmp_path_factory.mktemp("router"), [f"{chat_gateway.url}/v1"])
     try:
         process.wait_ready(60)
         yield process
@@ -45,18 +71,19 @@ def router(gateway: GatewayProcess, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="module")
-def model_id(router: RouterProcess, gateway: GatewayProcess) -> str:
+def model_id(router: RouterProcess, chat_gateway: GatewayProcess) -> str:
     """The model the router offers: the gateway's loaded model, under the id the gateway gives it."""
-    served = gateway.healthz().json()["model"]
+    served = chat_gateway.healthz().json()["model"]
+    assert served == CHAT_MODEL_ID
     ids = [m["id"] for m in httpx.get(f"{router.url}/v1/models", timeout=10).json()["data"]]
     assert ids == [served]
     return served
 
 
 @pytest.fixture(scope="module")
-def upstream_name(gateway: GatewayProcess) -> str:
+def upstream_name(chat_gateway: GatewayProcess) -> str:
     """How the router names the gateway in X-Foundry-Upstream (docs/router.md: `host:port`)."""
-    return urlsplit(gateway.url).netloc
+    return urlsplit(chat_gateway.url).netloc
 
 
 @pytest.fixture
@@ -77,9 +104,9 @@ def check_headers(headers: httpx.Headers | dict[str, str], upstream_name: str, m
 def test_python_sdk_streams_through_the_router(client: openai.OpenAI, model_id: str, upstream_name: str) -> None:
     with client.chat.completions.with_streaming_response.create(
         model=model_id,
-        messages=[{"role": "user", "content": PROMPT}],
+        messages=FRANCE,
         max_tokens=MAX_TOKENS,
-        seed=1,
+        temperature=0,
         stream=True,
         stream_options={"include_usage": True},
         extra_headers={"X-Request-Id": "router-clients-python-stream"},
@@ -92,41 +119,46 @@ def test_python_sdk_streams_through_the_router(client: openai.OpenAI, model_id: 
 
     content = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
     assert len(content) > 1, chunks
-    assert "".join(content).strip()
+    assert "Paris" in "".join(content), content
+    # The model ended its turn itself, before max_tokens.
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
     usage = [c.usage for c in chunks if c.usage]
     assert len(usage) == 1, chunks
     # A byte-level token that ends mid-character is sent with the next one: chunks <= tokens.
-    assert usage[0].completion_tokens >= len(content)
+    assert len(content) <= usage[0].completion_tokens < MAX_TOKENS
     assert usage[0].prompt_tokens > 0
     assert {c.model for c in chunks} == {model_id}
 
 
 def test_python_sdk_completes_through_the_router(client: openai.OpenAI, model_id: str, upstream_name: str) -> None:
     raw = client.chat.completions.with_raw_response.create(
-        model=model_id, messages=[{"role": "user", "content": PROMPT}], max_tokens=MAX_TOKENS, seed=1
+        model=model_id, messages=JUPITER, max_tokens=MAX_TOKENS, temperature=0
     )
     assert raw.status_code == 200
     check_headers(raw.headers, upstream_name, model_id)
     completion = raw.parse()
     assert completion.model == model_id
     assert completion.choices[0].message.role == "assistant"
-    assert completion.choices[0].message.content.strip()
-    assert completion.usage.completion_tokens > 0
+    assert "Jupiter" in completion.choices[0].message.content, completion
+    assert completion.choices[0].finish_reason == "stop"
+    assert 0 < completion.usage.completion_tokens < MAX_TOKENS
     assert completion.usage.prompt_tokens > 0
 
 
 def test_async_python_sdk_streams_concurrently(router: RouterProcess, model_id: str) -> None:
-    """Several streams at once through one AsyncOpenAI client (the chat service's way) all finish whole."""
+    """Several streams at once through one AsyncOpenAI client (the chat service's way), each answered whole and
+    right: the capital of France, the largest planet, a Python function, and a conversation that remembers a name
+    (its two turns one after the other, beside the others)."""
 
-    async def run() -> list[tuple[str, int]]:
+    async def run() -> tuple[str, str, str, str]:
         async with openai.AsyncOpenAI(base_url=f"{router.url}/v1", api_key="unused", max_retries=0) as aclient:
 
-            async def one(seed: int) -> tuple[str, int]:
+            async def one(messages: list[dict[str, str]]) -> str:
                 stream = await aclient.chat.completions.create(
                     model=model_id,
-                    messages=[{"role": "user", "content": PROMPT}],
+                    messages=messages,
                     max_tokens=MAX_TOKENS,
-                    seed=seed,
+                    temperature=0,
                     stream=True,
                     stream_options={"include_usage": True},
                 )
@@ -136,13 +168,20 @@ def test_async_python_sdk_streams_concurrently(router: RouterProcess, model_id: 
                         text += chunk.choices[0].delta.content
                     if chunk.usage:
                         tokens = chunk.usage.completion_tokens
-                return text, tokens
+                assert tokens > 0, text
+                return text
 
-            return await asyncio.gather(*(one(seed) for seed in range(4)))
+            async def conversation() -> str:
+                first = await one(REMEMBER)
+                return await one([*REMEMBER, {"role": "assistant", "content": first}, user(NAME)])
 
-    for text, tokens in asyncio.run(run()):
-        assert text.strip()
-        assert tokens > 0
+            return await asyncio.gather(one(FRANCE), one(JUPITER), one(SQUARE), conversation())
+
+    france, jupiter, square, name = asyncio.run(run())
+    assert "Paris" in france, france
+    assert "Jupiter" in jupiter, jupiter
+    check_python_function(square)
+    assert "Ada" in name, name
 
 
 # -- the openai Node SDK ----------------------------------------------------------------------------------
@@ -195,30 +234,46 @@ def node_stream_script() -> Path:
     return script
 
 
-def test_node_sdk_streams_through_the_router(
-    node_stream_script: Path, router: RouterProcess, model_id: str, upstream_name: str
-) -> None:
+def node_stream(script: Path, router: RouterProcess, model: str, prompt: str) -> dict:
+    """What stream.mjs saw of one greedy streamed answer (`prompt`: a message, or a JSON conversation)."""
     result = subprocess.run(
-        ["node", str(node_stream_script), f"{router.url}/v1", model_id, PROMPT, str(MAX_TOKENS)],
+        ["node", str(script), f"{router.url}/v1", model, prompt, str(MAX_TOKENS), "0"],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, f"stream.mjs exited {result.returncode}:\n{result.stderr}"
-    answer = json.loads(result.stdout)
+    return json.loads(result.stdout)
+
+
+def test_node_sdk_streams_through_the_router(
+    node_stream_script: Path, router: RouterProcess, model_id: str, upstream_name: str
+) -> None:
+    answer = node_stream(node_stream_script, router, model_id, SQUARE[0]["content"])
     assert answer["status"] == 200
     assert answer["chunks"] > 1, answer
-    assert answer["text"].strip(), answer
+    check_python_function(answer["text"])
     assert answer["model"] == model_id
     assert answer["usage"]["completion_tokens"] >= answer["chunks"], answer
     assert answer["usage"]["prompt_tokens"] > 0, answer
     check_headers(answer["headers"], upstream_name, model_id)
 
 
+def test_node_sdk_holds_a_conversation(node_stream_script: Path, router: RouterProcess, model_id: str) -> None:
+    """The second turn carries the first and its answer (the client keeps the history): the name is remembered."""
+    first = node_stream(node_stream_script, router, model_id, json.dumps(REMEMBER))
+    assert first["finishReason"] == "stop", first
+    conversation = [*REMEMBER, {"role": "assistant", "content": first["text"]}, user(NAME)]
+    second = node_stream(node_stream_script, router, model_id, json.dumps(conversation))
+    assert "Ada" in second["text"], second
+    assert second["finishReason"] == "stop", second
+    assert second["usage"]["prompt_tokens"] > first["usage"]["prompt_tokens"], (first, second)
+
+
 def test_node_sdk_reports_an_unknown_model_as_an_error(node_stream_script: Path, router: RouterProcess) -> None:
     """The script fails loudly (non-zero, the router's OpenAI-shaped 404 in its message), never prints a result."""
     result = subprocess.run(
-        ["node", str(node_stream_script), f"{router.url}/v1", "no-such-model", PROMPT],
+        ["node", str(node_stream_script), f"{router.url}/v1", "no-such-model", NAME],
         capture_output=True,
         text=True,
         timeout=120,

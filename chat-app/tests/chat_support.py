@@ -14,16 +14,18 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import socketio
 
 from tests.support.chat import ChatProcess, start_chat
 from tests.support.paced import PACED_MODEL, PacedUpstream, start_paced_upstream
+from tests.support.process import GatewayProcess
 
 __all__ = [
     "PACED_MODEL",
@@ -31,6 +33,7 @@ __all__ = [
     "ChatProcess",
     "PacedUpstream",
     "ask_once",
+    "chat_in_front_of",
     "connected",
     "converse",
     "login",
@@ -93,6 +96,18 @@ class Reply:
     def ttft(self) -> float:
         """Seconds from sending the question to its first token."""
         return self.token_times()[0] - self.sent_at
+
+
+@contextmanager
+def chat_in_front_of(gateway: GatewayProcess, tmp: Path) -> Iterator[ChatProcess]:
+    """The chat service (and its router) in front of `gateway`, healthy; prompts are logged so that tests can see
+    what went upstream; messages are limited to 500 characters. Stopped at the end."""
+    service = start_chat(tmp, [f"{gateway.url}/v1"], LOG_PROMPTS="true", MAX_INPUT_CHARS="500")
+    try:
+        service.wait_healthy()
+        yield service
+    finally:
+        service.stop()
 
 
 def login(url: str, username: str, password: str) -> httpx.Response:

@@ -3,21 +3,26 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from chat_support import ChatProcess, PacedUpstream, start_chat, start_paced_upstream
+from chat_support import ChatProcess, PacedUpstream, chat_in_front_of, start_paced_upstream
 
 from tests.support.process import GatewayProcess
 
 
 @pytest.fixture(scope="module")
 def chat(gateway: GatewayProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatProcess]:
-    """The chat service in front of the gateway; prompts are logged so that tests can see what went upstream."""
-    tmp = tmp_path_factory.mktemp("chat")
-    service = start_chat(tmp, [f"{gateway.url}/v1"], LOG_PROMPTS="true", MAX_INPUT_CHARS="500")
-    try:
-        service.wait_healthy()
+    """The chat service in front of the gateway (the tiny model: fast, and its answers run to max_tokens); prompts are
+    logged so that tests can see what went upstream. Modules that read the answers' meaning override it with
+    `real_model_chat`."""
+    with chat_in_front_of(gateway, tmp_path_factory.mktemp("chat")) as service:
         yield service
-    finally:
-        service.stop()
+
+
+@pytest.fixture(scope="module")
+def real_model_chat(chat_gateway: GatewayProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatProcess]:
+    """The chat service (and its router) in front of the real model (SmolLM2-135M-Instruct), so that answers can be
+    checked; one per module."""
+    with chat_in_front_of(chat_gateway, tmp_path_factory.mktemp("chat")) as service:
+        yield service
 
 
 @pytest.fixture(scope="module")

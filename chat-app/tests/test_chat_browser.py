@@ -1,4 +1,5 @@
-"""The UI in Debian's Chromium (Playwright): open the page, send a message, see the answer stream in."""
+"""The UI in Debian's Chromium (Playwright): open the page, set the temperature to 0 in the settings panel, ask a
+question, see the answer stream in, and read it: the real model (SmolLM2-135M-Instruct) names Paris."""
 
 from __future__ import annotations
 
@@ -18,7 +19,13 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 
 
-def test_send_a_message_and_see_the_streamed_answer(chat: ChatProcess, artifacts: Path) -> None:
+@pytest.fixture(scope="module")
+def chat(real_model_chat: ChatProcess) -> ChatProcess:
+    """The chat in front of the real model: the answer's meaning is read, and it is the README's picture."""
+    return real_model_chat
+
+
+def test_set_greedy_in_the_panel_ask_and_read_the_streamed_answer(chat: ChatProcess, artifacts: Path) -> None:
     stream_frames: list[str] = []
 
     def watch(socket: WebSocket) -> None:
@@ -35,16 +42,24 @@ def test_send_a_message_and_see_the_streamed_answer(chat: ChatProcess, artifacts
             page.goto(chat.url)
             composer = page.locator("#chat-input")
             expect(composer).to_be_visible(timeout=30_000)
+            # The settings panel: the temperature slider (the panel's first) to its minimum, 0: greedy answers.
+            page.locator("#chat-settings-open-modal").click()
+            temperature = page.get_by_role("slider").first
+            temperature.focus()
+            page.keyboard.press("Home")
+            expect(temperature).to_have_attribute("aria-valuenow", "0")
+            page.locator("#confirm").click()
             composer.click()
-            page.keyboard.type("Hello from the browser test")
+            page.keyboard.type("What is the capital of France?")
             submit = page.locator("#chat-submit")
             expect(submit).to_be_enabled()
             submit.click()
             answer = page.locator('[data-step-type="assistant_message"]').last
-            expect(answer).to_contain_text(" tokens · ", timeout=30_000)
+            expect(answer).to_contain_text(" tokens · ", timeout=60_000)
+            expect(answer).to_contain_text("Paris")
             # In the conversation (the sidebar lists the thread under the same words).
             expect(
-                page.locator('[data-step-type="user_message"]').get_by_text("Hello from the browser test")
+                page.locator('[data-step-type="user_message"]').get_by_text("What is the capital of France?")
             ).to_be_visible()
             page.screenshot(path=str(artifacts / "chat-app-answer.png"), full_page=True)
         finally:

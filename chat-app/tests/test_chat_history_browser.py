@@ -34,6 +34,12 @@ THREAD_URL = re.compile(r"/thread/([0-9a-f-]{36})$")
 EVENT_FRAME = re.compile(r"^42(\[.*\])$", re.DOTALL)
 
 
+@pytest.fixture(scope="module")
+def chat(real_model_chat: ChatProcess) -> ChatProcess:
+    """The chat in front of the real model: the picture in the README shows real answers."""
+    return real_model_chat
+
+
 @contextmanager
 def chromium_page() -> Iterator[Page]:
     with sync_playwright() as playwright:

@@ -15,7 +15,7 @@ from foundry_common.chat_request import (
     parse_body,
 )
 from foundry_common.sse import StreamWatcher
-from foundry_embedded.gateway import RequestError, default_max_tokens, resolve_model, upstream_message
+from foundry_embedded.gateway import RequestError, default_max_tokens, drop_tools, resolve_model, upstream_message
 from foundry_embedded.runtime import ServedModel, Status
 from foundry_embedded.settings import Settings
 
@@ -200,3 +200,42 @@ def test_context_refusal_says_how_much_fits() -> None:
     assert fits.code == "context_length_exceeded"
     assert fits.message.endswith("shorten the conversation or lower max_tokens to at most 196.")
     assert context_exceeded("something else", max_tokens_defaulted=False) is None
+
+
+TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
+NO_TOOLS_MODEL = ServedModel("m-generic-cpu:1", "m", "/catalogs/local/v1", 8192, tool_calls=False)
+TOOLS_MODEL = ServedModel("t-generic-cpu:1", "t", "/catalogs/local/v1", 8192, tool_calls=True)
+
+
+@pytest.mark.parametrize("choice", [None, "auto"])
+def test_tools_are_dropped_for_a_model_that_cannot_call_them(choice: str | None) -> None:
+    payload = {"messages": [], "tools": [TOOL, TOOL], "parallel_tool_calls": True}
+    if choice is not None:
+        payload["tool_choice"] = choice
+    reason = drop_tools(payload, NO_TOOLS_MODEL)
+    assert reason is not None and "2 tool(s)" in reason and "genai_config.json" in reason
+    assert payload == {"messages": []}
+
+
+@pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "f"}}])
+def test_a_required_tool_call_on_such_a_model_is_a_400(choice: object) -> None:
+    with pytest.raises(RequestError) as raised:
+        drop_tools({"tools": [TOOL], "tool_choice": choice}, NO_TOOLS_MODEL)
+    error = raised.value
+    assert (error.status, error.code, error.param) == (400, "tool_calls_unsupported", "tool_choice")
+
+
+@pytest.mark.parametrize(
+    ("model", "payload"),
+    [
+        (NO_TOOLS_MODEL, {"tools": [TOOL], "tool_choice": "none"}),  # the runtime takes it as it is
+        (NO_TOOLS_MODEL, {"tools": []}),
+        (NO_TOOLS_MODEL, {"messages": []}),
+        (TINY, {"tools": [TOOL]}),  # not probed (None): as it is
+        (TOOLS_MODEL, {"tools": [TOOL], "tool_choice": "required"}),
+    ],
+)
+def test_other_requests_keep_their_tools(model: ServedModel, payload: dict) -> None:
+    before = json.loads(json.dumps(payload))
+    assert drop_tools(payload, model) is None
+    assert payload == before

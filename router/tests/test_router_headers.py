@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from foundry_common.protocol import TOOLS_IGNORED_HEADER
 from foundry_router.headers import header_text, to_client, to_upstream
 
 pytestmark = pytest.mark.unit
@@ -41,6 +42,13 @@ def test_upstream_headers_come_back_and_ours_win() -> None:
         "x-foundry-upstream": "host:1",
         "x-request-id": "ours",
     }
+
+
+def test_an_upstream_header_about_the_request_itself_comes_back() -> None:
+    # The gateway served the request without its tools: the client must learn it, through the router too.
+    upstream = {TOOLS_IGNORED_HEADER: "the model publishes no tool markers", "x-foundry-upstream": "spoofed"}
+    back = to_client(upstream, {"x-foundry-upstream": "host:1"})
+    assert back == {TOOLS_IGNORED_HEADER: "the model publishes no tool markers", "x-foundry-upstream": "host:1"}
 
 
 def test_a_header_both_send_goes_out_once_as_ours() -> None:

@@ -33,6 +33,7 @@ from foundry_common.chat_request import (
     context_exceeded,
     runtime_wording,
 )
+from foundry_common.protocol import TOOLS_IGNORED_HEADER
 from foundry_common.request_body import read_payload
 from foundry_common.sse import StreamWatcher
 from foundry_embedded.metrics import Metrics
@@ -44,6 +45,7 @@ log = structlog.get_logger("foundry_embedded.gateway")
 CHAT_ROUTE = "/v1/chat/completions"
 ROUTES = "GET /v1/models, POST /v1/chat/completions, GET /healthz and GET /metrics"
 FIRST_EVENT_LIMIT = 65536  # bytes read for the first SSE event of a stream before relaying as it is
+TOOL_FIELDS = ("tools", "tool_choice", "parallel_tool_calls")
 
 
 def error_response(
@@ -126,6 +128,8 @@ async def models(request: Request) -> Response:
             # Tokens of prompt and answer together (None when the runtime does not say): clients such as the
             # router fit max_tokens to it.
             "context_length": m.context_length,
+            # Whether requests with `tools` reach the model (False: they are served without them; None: unknown).
+            "tool_calls": m.tool_calls,
         }
         for m in gateway_of(request).runtime.status.models
     ]
@@ -151,7 +155,11 @@ async def chat_completions(request: Request) -> Response:
         defaulted = payload.get("max_tokens") is None and payload.get("max_completion_tokens") is None
         if defaulted:
             payload["max_tokens"] = default_max_tokens(model, gateway.settings.default_max_tokens)
-        return await forward(gateway, payload, model, defaulted, started, request_id)
+        headers = {"x-request-id": request_id}
+        if (ignored := drop_tools(payload, model)) is not None:
+            log.info("tools_ignored", request_id=request_id, model=model.id, reason=ignored)
+            headers[TOOLS_IGNORED_HEADER] = ignored
+        return await forward(gateway, payload, model, defaulted, started, headers)
     except RequestError as exc:
         gateway.metrics.failed(CHAT_ROUTE, model_label, exc.code)
         finish(gateway.metrics, model_label, exc.status, started, request_id, error=exc.code, message=exc.message)
@@ -166,14 +174,46 @@ async def chat_completions(request: Request) -> Response:
         structlog.contextvars.unbind_contextvars("request_id")
 
 
+def drop_tools(payload: dict, model: ServedModel) -> str | None:
+    """For a model that cannot call tools, the request without its tools, and why; a 400 if it needs a tool call.
+
+    The runtime refuses any request with `tools` (but tool_choice "none") for such a model with a 500. Chat pages
+    such as Open WebUI's send their built-in tools with every message: the model still answers, in text.
+    """
+    tools, choice = payload.get("tools"), payload.get("tool_choice")
+    requires_call = choice == "required" or isinstance(choice, dict)  # a dict names the function to call
+    if model.tool_calls is not False or not tools or (choice not in (None, "auto") and not requires_call):
+        return None  # "none" (the runtime takes it) and values it judges itself go as they are
+    reason = (
+        f"{model.id} cannot call tools: its model folder publishes no tool-call markers "
+        "(bot_token_id and eot_token_id in genai_config.json)"
+    )
+    if requires_call:
+        message = (
+            f'tool_choice {json.dumps(choice)[:200]} requires a tool call, but {reason}. Send tool_choice "auto" '
+            'or "none" (the model then answers in text), or use a model that can call tools.'
+        )
+        raise RequestError(400, message, "tool_calls_unsupported", param="tool_choice")
+    for field in TOOL_FIELDS:
+        payload.pop(field, None)
+    return f"{reason}; answered without the {len(tools)} tool(s) of the request"
+
+
 async def forward(
-    gateway: Gateway, payload: dict, model: ServedModel, defaulted: bool, started: float, request_id: str
+    gateway: Gateway, payload: dict, model: ServedModel, defaulted: bool, started: float, headers: dict[str, str]
 ) -> Response:
-    """The checked request sent to the runtime: its answer, or its stream relayed; a RequestError if it refuses."""
+    """The checked request sent to the runtime: its answer, or its stream relayed; a RequestError if it refuses.
+
+    `headers` go back to the client with the answer (the request id, first).
+    """
     url = f"{gateway.runtime.base_url}{model.api_base}/chat/completions"
-    headers = {"content-type": "application/json", "x-request-id": request_id}
+    request_id = headers["x-request-id"]
     try:
-        upstream = await gateway.session.post(url, data=json.dumps(payload).encode(), headers=headers)
+        upstream = await gateway.session.post(
+            url,
+            data=json.dumps(payload).encode(),
+            headers={"content-type": "application/json", "x-request-id": request_id},
+        )
         if upstream.status != 200:
             body = await upstream.read()
             upstream.close()
@@ -188,7 +228,7 @@ async def forward(
             return StreamingResponse(
                 relay(gateway.metrics, upstream, head, model.id, started, request_id),
                 media_type="text/event-stream",
-                headers={"cache-control": "no-cache", "x-accel-buffering": "no", "x-request-id": request_id},
+                headers={"cache-control": "no-cache", "x-accel-buffering": "no", **headers},
             )
         body = await upstream.read()
         upstream.close()
@@ -196,7 +236,7 @@ async def forward(
         raise runtime_unreachable(exc) from exc
     gateway.metrics.completed(model.id, started, body)
     finish(gateway.metrics, model.id, 200, started, request_id)
-    return Response(body, media_type="application/json", headers={"x-request-id": request_id})
+    return Response(body, media_type="application/json", headers=headers)
 
 
 async def relay(

@@ -7,9 +7,12 @@ can report progress while it happens.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -23,6 +26,16 @@ log = structlog.get_logger("foundry_embedded.runtime")
 PUBLIC_API_BASE = "/v1"
 LOCAL_API_BASE = "/catalogs/local/v1"  # models registered from a folder (BYOM) are served here
 
+# How the runtime refuses every request with `tools` (unless tool_choice is "none") for a model whose tokenizer
+# publishes no tool-call boundary tokens: ONNX Runtime GenAI reads them from genai_config.json's "model" section
+# (`bot_token_id`, `eot_token_id`; for some older Qwen and Phi packages it finds them by model type), and Foundry
+# Local builds its tool-call grammar from them. Read once per load, by the probe below.
+NO_TOOL_MARKERS = "model-published opening and closing tool markers"
+PROBE_TOOL = {
+    "type": "function",
+    "function": {"name": "probe", "description": "Never called.", "parameters": {"type": "object", "properties": {}}},
+}
+
 
 @dataclass(frozen=True)
 class ServedModel:
@@ -30,6 +43,9 @@ class ServedModel:
     alias: str
     api_base: str
     context_length: int | None
+    # Whether the runtime takes `tools` for this model: True, False (the model publishes no tool-call markers,
+    # the gateway then serves such requests without their tools), None when the probe could not tell.
+    tool_calls: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -221,7 +237,52 @@ class EmbeddedRuntime:
         started = time.perf_counter()
         model.load()
         log.info("model_loaded", model=model.id, seconds=round(time.perf_counter() - started, 3))
-        return ServedModel(id=model.id, alias=model.alias, api_base=api_base, context_length=model.context_length)
+        tool_calls = self._probe_tool_calls(model.id, api_base)
+        return ServedModel(
+            id=model.id,
+            alias=model.alias,
+            api_base=api_base,
+            context_length=model.context_length,
+            tool_calls=tool_calls,
+        )
+
+    def _probe_tool_calls(self, model_id: str, api_base: str) -> bool | None:
+        """Ask the runtime itself whether it takes `tools` for this model: one request of a few output tokens.
+
+        The answer depends on the model folder and on how this runtime version reads it, so the runtime is asked
+        rather than the folder read here. Only its 'tool markers' refusal means no: any other answer (even a failed
+        generation, as a budget this small can cause) came after it accepted the tools.
+        """
+        body = {"model": model_id, "messages": [{"role": "user", "content": "Hi"}], "tools": [PROBE_TOOL],
+                "tool_choice": "auto", "max_tokens": 8}  # fmt: skip
+        request = urllib.request.Request(  # noqa: S310 - the runtime's own loopback URL
+            f"{self.base_url}{api_base}/chat/completions",
+            data=json.dumps(body).encode(),
+            headers={"content-type": "application/json"},
+        )
+        try:
+            timeout = self._settings.upstream_timeout_seconds
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - as above
+                response.read()
+            tool_calls = True
+        except urllib.error.HTTPError as exc:
+            tool_calls = NO_TOOL_MARKERS not in exc.read().decode("utf-8", "replace")
+        except (OSError, TimeoutError) as exc:
+            log.warning("tool_calls_unknown", model=model_id, error=f"{type(exc).__name__}: {exc}")
+            return None
+        if tool_calls:
+            log.info("tool_calls_probed", model=model_id, tool_calls=True)
+        else:
+            # The runtime has just logged its refusal of the probe as an error: say what it means.
+            log.info(
+                "tool_calls_probed",
+                model=model_id,
+                tool_calls=False,
+                message="The runtime's 'tool markers' error just before answers the gateway's probe: this model "
+                "cannot call tools (no bot_token_id/eot_token_id in its genai_config.json); requests with tools are "
+                "served without them, with the X-Foundry-Tools-Ignored header.",
+            )
+        return tool_calls
 
     def _set(self, status: Status) -> None:
         self._status = status

@@ -3,12 +3,15 @@
 The router is a proxy, not a new API: a client's headers (OpenAI-Organization, user agents, idempotency
 keys…) reach the upstream and the upstream's come back, except those that belong to one connection (RFC 9110
 hop-by-hop), those the router sets itself (length, encoding after decompression, the upstream's key), and
-the router's own request header.
+the router's own request header. Of the upstream's X-Foundry-* headers, only those about the client's own request
+(foundry_common.protocol.PASSED_ON_HEADERS) come back: the rest describe the upstream's view, and the router's win.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+
+from foundry_common.protocol import PASSED_ON_HEADERS
 
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding",
@@ -34,7 +37,9 @@ def to_client(upstream: Mapping[str, str] | Iterable[tuple[str, str]], ours: Map
     headers = {
         name.lower(): value
         for name, value in items
-        if name.lower() not in NOT_RETURNED and not name.lower().startswith(PREFIX) and name.lower() != "x-request-id"
+        if name.lower() not in NOT_RETURNED
+        and (not name.lower().startswith(PREFIX) or name.lower() in PASSED_ON_HEADERS)
+        and name.lower() != "x-request-id"
     }
     headers.update({name.lower(): value for name, value in ours.items()})
     return headers
