@@ -44,6 +44,19 @@ def test_stream_watcher_counts_chunks_split_anywhere() -> None:
         assert watcher.first_token_at is not None
 
 
+def test_stream_watcher_sees_the_end_of_the_stream_split_anywhere() -> None:
+    stream = sse(delta("a"), {"choices": [], "usage": {"completion_tokens": 1}})
+    for size in (1, 3, 64, len(stream)):
+        watcher = StreamWatcher(started=0.0)
+        for i in range(0, len(stream), size):
+            watcher.feed(stream[i : i + size])
+            # Not before the whole [DONE] line has passed.
+            assert watcher.done == (b"data: [DONE]\n" in stream[: i + size])
+    said = StreamWatcher(started=0.0)  # an answer that merely says it
+    said.feed(sse(delta("data: [DONE]"))[: -len(b"data: [DONE]\n\n")])
+    assert not said.done
+
+
 def test_stream_watcher_falls_back_to_chunks_without_usage() -> None:
     watcher = StreamWatcher(started=0.0)
     watcher.feed(sse(delta("a"), delta("b")))

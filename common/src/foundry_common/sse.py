@@ -15,6 +15,8 @@ import time
 # text (\") cannot match, since the key must be followed by `"` and `:`.
 _CONTENT = re.compile(rb'"content"\s*:\s*"(?!")')
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
+# The stream's terminator: the answer is complete once this line has passed.
+_DONE = re.compile(rb"^data: ?\[DONE\]\s*$", re.MULTILINE)
 
 
 class StreamWatcher:
@@ -26,6 +28,7 @@ class StreamWatcher:
         self.last_token_at: float | None = None
         self.content_chunks = 0
         self.usage: dict | None = None
+        self.done = False  # the [DONE] line has passed: whatever happens next, the answer was complete
         self._pending = b""
 
     def feed(self, data: bytes) -> None:
@@ -43,6 +46,8 @@ class StreamWatcher:
             self.content_chunks += found
         if _USAGE.search(complete):
             self._read_usage(complete)
+        if not self.done and _DONE.search(complete):
+            self.done = True
 
     def _read_usage(self, lines: bytes) -> None:
         for line in lines.split(b"\n"):

@@ -352,7 +352,10 @@ class Relay:
             event = {"error": {"message": message, "type": "server_error", "code": "upstream_failed"}}
             yield lines.then(f"data: {json.dumps(event)}\n\n".encode())
         except (asyncio.CancelledError, GeneratorExit):
-            error, code = "cancelled", "cancelled"  # the client left: closing the response stops the generation
+            # The client left: closing the response stops the generation. A client that leaves once it has read
+            # [DONE] (the openai SDKs do) had the whole answer.
+            if not self.watcher.done:
+                error, code = "cancelled", "cancelled"
             raise
         finally:
             self.close(error, code)
