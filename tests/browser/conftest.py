@@ -18,7 +18,8 @@ from playwright.sync_api import Browser, Playwright, sync_playwright
 from tests.browser.webgpu_site import Nginx, build_site, launch_chromium, serve
 from tests.support.process import REPO
 
-TINY_MODEL_PYTHON = REPO / ".venvs" / "model-build" / "bin" / "python"
+# The venv scripts/make-model builds the models with: it has onnxruntime-genai, the runtime inside Foundry Local.
+GENAI_PYTHON = REPO / ".venvs" / "model-build" / "bin" / "python"
 CHAT_REFERENCE = Path(__file__).with_name("chat_reference.py")
 # A weights file this large cannot be held by ONNX Runtime Web (32-bit WebAssembly memory); sparse on disk.
 TOO_LARGE_BYTES = 5 * 1024**3
@@ -36,17 +37,23 @@ def model_copy(folder: Path, tiny_model: Path, leave_out: str = "") -> Path:
     return folder
 
 
+# The real model's folder on the test site, as scripts/make-model names it.
+REAL_MODEL = "smollm2-135m-instruct"
+
+
 @pytest.fixture(scope="session")
-def chat_models(tiny_model: Path) -> Iterator[Path]:
-    """The chat page's model folders: the tiny model, and broken copies of it for the bad-input tests."""
+def chat_models(tiny_model: Path, chat_model: Path) -> Iterator[Path]:
+    """The chat page's model folders: the real model (SmolLM2-135M-Instruct), the tiny model, and broken copies of
+    the tiny one for the bad-input tests."""
     # Not under pytest's tmp_path (mode 700): nginx's workers run as nobody when the tests run as root.
     with tempfile.TemporaryDirectory(prefix="chat-models-") as tmp:
         models = Path(tmp)
         models.chmod(0o755)
-        yield fill_chat_models(models, tiny_model)
+        yield fill_chat_models(models, tiny_model, chat_model)
 
 
-def fill_chat_models(models: Path, tiny_model: Path) -> Path:
+def fill_chat_models(models: Path, tiny_model: Path, chat_model: Path) -> Path:
+    (models / REAL_MODEL).symlink_to(chat_model)
     (models / "tiny-chat").symlink_to(tiny_model)
     model_copy(models / "no-tokenizer", tiny_model, leave_out="tokenizer.json")
     corrupt = model_copy(models / "corrupt", tiny_model, leave_out="model.onnx")
@@ -73,22 +80,21 @@ def webgpu_site() -> Path:
 
 
 @pytest.fixture(scope="session")
-def genai_reference(tiny_model: Path) -> Callable[[list[dict], int], dict]:
-    """reference(messages, tokens): the prompt, its ids and the greedy answer's ids from ONNX Runtime GenAI
-    (tests/browser/chat_reference.py, in the tiny model's venv, which has onnxruntime-genai)."""
-    if not TINY_MODEL_PYTHON.exists():
-        raise RuntimeError(
-            f"{TINY_MODEL_PYTHON} is missing: it comes with the tiny model "
-            f"(rm -r {tiny_model} && scripts/make-tiny-model)"
-        )
+def genai_reference(chat_models: Path) -> Callable[..., dict]:
+    """reference(messages, tokens, model="tiny-chat", float32_activations=False): the prompt, its ids and the greedy
+    answer's ids from ONNX Runtime GenAI for a model folder of the test site (tests/browser/chat_reference.py, in the
+    model-build venv, which has onnxruntime-genai). float32_activations: see chat_reference.py."""
+    if not GENAI_PYTHON.exists():
+        raise RuntimeError(f"{GENAI_PYTHON} is missing: scripts/make-model makes it (scripts/test runs that)")
 
-    def reference(messages: list[dict], tokens: int) -> dict:
+    def reference(messages: list[dict], tokens: int, model: str = "tiny-chat", float32_activations: bool = False):
+        command = [str(GENAI_PYTHON), str(CHAT_REFERENCE), str((chat_models / model).resolve()), str(tokens)]
         result = subprocess.run(
-            [str(TINY_MODEL_PYTHON), str(CHAT_REFERENCE), str(tiny_model), str(tokens)],
+            command + (["--float32-activations"] if float32_activations else []),
             input=json.dumps(messages),
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=300,
             env={**os.environ, "PYTHONHASHSEED": "0"},
         )
         assert result.returncode == 0, result.stderr

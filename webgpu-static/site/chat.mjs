@@ -188,6 +188,21 @@ function addMessage(role, text) {
   return item;
 }
 
+// Back to the browser's event loop. On WebAssembly every step of ONNX Runtime resolves without leaving the current
+// task, so without this the whole answer ran in one task: nothing was shown until its end, and Stop could not be
+// clicked (unseen with the tiny model, whose answers take milliseconds; a real model takes a second a token).
+// A message: with scheduler.yield() the page still answered nothing until the end here; setTimeout waits 4 ms at least.
+function nextTask() {
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
+    channel.port2.postMessage(null);
+  });
+}
+
 async function answerInBrowser(prompt, options, item) {
   const generation = state.model.generate(prompt.ids, { ...options, shouldStop: () => state.turn.stop });
   const started = performance.now();
@@ -200,6 +215,7 @@ async function answerInBrowser(prompt, options, item) {
     ids.push(next.value.id);
     text = next.value.text;
     item.textContent = text;
+    await nextTask();
   }
   const ended = performance.now();
   return {
