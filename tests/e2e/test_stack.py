@@ -93,6 +93,24 @@ def test_open_webui_chat_completion(stack: Stack, webui_token: str) -> None:
     assert "Jupiter" in response.json()["choices"][0]["message"]["content"]
 
 
+def test_open_webui_passes_the_conversation_to_the_model(stack: Stack, webui_token: str) -> None:
+    """Two turns through Open WebUI: the second answer names what only the first turn said."""
+
+    def ask(messages: list[dict]) -> str:
+        body = {"model": EMBEDDED_MODEL, "messages": messages, "stream": False, "max_tokens": 32, "temperature": 0}
+        with webui(stack, webui_token) as http:
+            response = http.post("/api/chat/completions", json=body)
+        assert response.status_code == 200, response.text
+        return response.json()["choices"][0]["message"]["content"]
+
+    told = [
+        {"role": "system", "content": "You are a helpful assistant. Answer concisely."},  # the chat's default
+        {"role": "user", "content": "My name is Ada. Please remember it."},
+    ]
+    answer = ask([*told, {"role": "assistant", "content": ask(told)}, {"role": "user", "content": "What is my name?"}])
+    assert "Ada" in answer, answer
+
+
 def test_open_webui_chat_completion_streams(stack: Stack, webui_token: str) -> None:
     chunks = []
     with (
@@ -152,17 +170,16 @@ def test_the_openai_sdk_streams_through_the_router(stack: Stack) -> None:
 
 
 def test_without_max_tokens_the_router_fits_one_as_open_webui_needs(stack: Stack) -> None:
-    # Open WebUI sends no max_tokens; the runtime would ask for 2048, which this prompt's room in the model's 8192-token
-    # context does not hold: the router fits one below its default (512) instead of passing a refusal on.
+    # Open WebUI sends no max_tokens; the runtime would ask for 2048, which this prompt's room in the model's 4096-token
+    # context does not hold: the router fits one instead. Asked of the host's tiny model, whose answers run to
+    # max_tokens: filling most of the real model's 8192-token context takes over a minute on two cores.
     response = httpx.post(
         f"{stack.url('router')}/v1/chat/completions",
-        json={"model": EMBEDDED_MODEL, "messages": [{"role": "user", "content": "word " * 4700}]},
-        timeout=120,
+        json={"model": HOST_MODEL, "messages": [{"role": "user", "content": "word " * 1200}]},
+        timeout=60,
     )
     assert response.status_code == 200, response.text
-    fitted = int(response.headers["x-foundry-max-tokens"])
-    assert 0 < fitted < 512
-    assert 0 < response.json()["usage"]["completion_tokens"] <= fitted
+    assert response.json()["usage"]["completion_tokens"] == int(response.headers["x-foundry-max-tokens"])
 
 
 # --- monitoring and the static site ------------------------------------------------------------------------------
@@ -227,9 +244,11 @@ def test_the_browser_chat_answers_beside_the_server(stack: Stack, artifacts: Pat
     assert "error" not in server, server
     assert server["model"] == EMBEDDED_MODEL
     assert server["ttftMs"] > 0 and server["tokensPerSecond"] > 0 and server["tokens"] > 0
-    # The same weights, template and greedy decoding on both sides: the same words.
-    assert "Paris" in turn["text"]
-    assert server["text"] == turn["text"]
+    # The same weights, template and greedy decoding on both sides: the same answer. Not always to the last token: the
+    # runtime's int4 products round their inputs to int8 on x86 CPUs, ONNX Runtime Web's do not (docs/browser-chat.md),
+    # which can tip a close choice late in an answer.
+    for text in (turn["text"], server["text"]):
+        assert text.startswith("The capital of France is Paris"), (turn["text"], server["text"])
     assert all(re.fullmatch(r"[\d.]+ (ms|tokens/s)", figure) for figure in figures), figures
     assert all(request.startswith(site) for request in requests), requests
 
