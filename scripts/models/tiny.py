@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from builder import export_onnx, step
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "corpus.txt"
@@ -54,12 +55,6 @@ QWEN2 = {
     "max_position_embeddings": CONTEXT,
     "tie_word_embeddings": False,  # tied, a random model echoes its last input token forever
 }
-
-
-def step(name: str, started: list[float]) -> None:
-    now = time.perf_counter()
-    print(f"  {now - started[0]:5.1f}s  {name}", flush=True)
-    started[0] = now
 
 
 def write_json(path: Path, data: object) -> None:
@@ -160,22 +155,6 @@ def write_hf_model(tok, folder: Path) -> None:
         bos_token_id=config.bos_token_id, eos_token_id=eos, pad_token_id=config.pad_token_id, do_sample=False
     )
     model.save_pretrained(folder)
-
-
-def export_onnx(hf: Path, out: Path, work: Path) -> None:
-    """Run the ONNX Runtime GenAI model builder (its --help crashes; the options work)."""
-    cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder",
-           "-i", str(hf), "-o", str(out), "-p", "fp32", "-e", "cpu", "-c", str(work / "builder-cache")]  # fmt: skip
-    log = work / "builder.log"
-    # The builder stamps model.onnx's producer_version with `git rev-parse HEAD` run in the folder above
-    # its site-packages, which inside a repo's venv is that repo's commit: every commit would change the
-    # model. Without a repository there it stamps the package's own commit, as installed from the wheel.
-    env = {**os.environ, "GIT_DIR": str(work / "no-git-here")}
-    with log.open("w") as sink:
-        result = subprocess.run(cmd, stdout=sink, stderr=subprocess.STDOUT, env=env, check=False)
-    if result.returncode != 0:
-        sys.stderr.write(log.read_text(errors="replace"))
-        raise SystemExit(f"the ONNX Runtime GenAI builder failed (exit {result.returncode}): {' '.join(cmd)}")
 
 
 def check_producer(out: Path) -> str:
@@ -290,7 +269,7 @@ def main(out: Path) -> None:
         step(f"tokenizer trained ({tok.get_vocab_size()} tokens, {CORPUS.stat().st_size} B corpus)", started)
         write_hf_model(tok, hf)
         step("Qwen2 initialised (seed 0) and saved", started)
-        export_onnx(hf, out, work)
+        export_onnx(hf, out, work, "-p", "fp32", "-e", "cpu")
         step("exported by onnxruntime_genai.models.builder", started)
         # The builder re-saves the tokenizer through transformers, which adds load-time noise
         # (is_local, backend, ...) and drops the chat template: ship the canonical files instead.
