@@ -134,8 +134,8 @@ class Settings(DrainSettings):
         None,
         validation_alias="CHAINLIT_AUTH_SECRET",
         description=(
-            "signs the chat's login tokens (32+ characters; unset: a random key at each start); "
-            "set it so logins survive a restart"
+            "signs the chat's login tokens (32+ characters; unset: a key generated once into CHAT_DATA_DIR, "
+            "or a random key at each start when the history is off); the same on every replica"
         ),
     )
 
