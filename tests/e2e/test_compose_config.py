@@ -11,6 +11,7 @@ import subprocess
 import pytest
 
 from foundry_chat.settings import Settings as ChatSettings
+from foundry_embedded.settings import Settings as EmbeddedSettings
 from foundry_router.settings import Settings as RouterSettings
 from foundry_router.settings import default_upstream_urls
 from tests.e2e.stack import OFFLINE_SERVICES
@@ -175,6 +176,47 @@ def test_pass_through_variables_restate_no_default() -> None:
     assert given["router"]["environment"]["LOG_PROMPTS"] == "true"
     assert given["chat-app"]["environment"]["MODEL"] == "m"
     assert given["router"]["environment"]["UPSTREAM_QUEUE_SIZE"] == "3"
+
+
+# Settings a service reads that Compose deliberately does not take from the shell or .env, and why. Every other setting
+# of a settings class (what docs/*.md lists) reaches its container: test_every_documented_setting_reaches_its_service.
+NOT_PASSED = {
+    "router": {
+        "ROUTER_HOST": "the container's own address (0.0.0.0); where it is published is BIND_ADDRESS",
+        "ROUTER_PORT": "the container's own port (4000); in Compose the same name is the published port",
+    },
+    "chat-app": {
+        "CHAT_HOST": "the container's own address (0.0.0.0); where it is published is BIND_ADDRESS",
+        "CHAT_PORT": "the container's own port (8080); the published one is CHAT_APP_PORT",
+        "ROUTER_URL": "the stack's own wiring: the chat's one upstream is the router service",
+        "CHAT_DATA_DIR": "the chat-data volume's mount point in the image",
+    },
+    "foundry-local": {
+        "GATEWAY_HOST": "the container's own address (0.0.0.0); where it is published is BIND_ADDRESS",
+        "PORT": "the container's own port (5273); the published one is FOUNDRY_GATEWAY_PORT",
+        "FOUNDRY_DATA_DIR": "the foundry-data volume's mount point in the image",
+    },
+}
+SETTINGS_OF = {"router": RouterSettings, "chat-app": ChatSettings, "foundry-local": EmbeddedSettings}
+
+
+def variables_of(settings: type) -> set[str]:
+    """The environment variables a settings class reads (each field's alias, else its upper-cased name)."""
+    return {f.validation_alias if isinstance(f.validation_alias, str) else name.upper()
+            for name, f in settings.model_fields.items()}  # fmt: skip
+
+
+@pytest.mark.parametrize("service", sorted(SETTINGS_OF))
+def test_every_documented_setting_reaches_its_service(service: str) -> None:
+    passed = set(rendered("embedded", offline=False)["services"][service]["environment"])
+    read = variables_of(SETTINGS_OF[service])
+    assert not set(NOT_PASSED[service]) - read, "an exclusion names a variable the service no longer reads"
+    missing = read - passed - set(NOT_PASSED[service])
+    assert not missing, f"set in .env or the shell, these would not reach {service}: {sorted(missing)}"
+    # And a value set in the shell arrives as it was given.
+    sample = sorted(read - set(NOT_PASSED[service]) - {"ROUTER_API_KEYS", "ROUTER_PUBLISHED_ADDRESS"})[0]
+    given = rendered("embedded", offline=False, **{sample: "from-the-shell"})["services"][service]["environment"]
+    assert given[sample] == "from-the-shell", sample
 
 
 def test_router_keys_take_the_clients_key() -> None:
