@@ -260,8 +260,10 @@ async def relay(
         yield f"data: {json.dumps(event)}\n\n".encode()
     except (asyncio.CancelledError, GeneratorExit, OSError):
         # Starlette cancels this generator when the client goes away: closing the upstream
-        # response below closes the runtime's connection, which stops the generation.
-        outcome, error = "cancelled", "client_disconnected"
+        # response below closes the runtime's connection, which stops the generation. A client that
+        # leaves once it has read [DONE] (the router, an SDK) had the whole answer.
+        if not watcher.done:
+            outcome, error = "cancelled", "client_disconnected"
         raise
     finally:
         upstream.close()  # drops the connection: the runtime stops generating for a client that left

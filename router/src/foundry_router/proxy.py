@@ -352,10 +352,7 @@ class Relay:
             event = {"error": {"message": message, "type": "server_error", "code": "upstream_failed"}}
             yield lines.then(f"data: {json.dumps(event)}\n\n".encode())
         except (asyncio.CancelledError, GeneratorExit):
-            # The client left: closing the response stops the generation. A client that leaves once it has read
-            # [DONE] (the openai SDKs do) had the whole answer.
-            if not self.watcher.done:
-                error, code = "cancelled", "cancelled"
+            error, code = "cancelled", "cancelled"  # the client left: closing the response stops the generation
             raise
         finally:
             self.close(error, code)
@@ -364,6 +361,10 @@ class Relay:
         if self.closed:
             return
         self.closed = True
+        if code == "cancelled" and self.watcher.done:
+            # A client that leaves once it has read [DONE] (the openai SDKs do) had the whole answer, whichever of
+            # the generator and the response noticed first.
+            error, code = "", 200
         self.response.close()
         self.status.slots.release()
         ttft = self.router.recorder.streamed(self.target.model, self.target.upstream.name, self.watcher, error)
