@@ -22,6 +22,20 @@ if [[ -n ${OPENAI_API_KEYS_FILE:-} ]]; then
   OPENAI_API_KEYS=$(cat "$OPENAI_API_KEYS_FILE")
   export OPENAI_API_KEYS
 fi
+# The Compose stack published beyond loopback (foundry_common/network_lock.py): the router asks for its generated
+# key unless ROUTER_API_KEY was set, and the admin is created at first start with the generated password (Open WebUI
+# does so when WEBUI_ADMIN_EMAIL and WEBUI_ADMIN_PASSWORD are set and it has no account yet).
+SECRETS=${SECRETS_DIR:-/run/secrets}
+if [[ ${OPENAI_API_KEYS:-not-needed} == not-needed && -s $SECRETS/ROUTER_API_KEY ]]; then
+  OPENAI_API_KEYS=$(cat "$SECRETS/ROUTER_API_KEY")
+  export OPENAI_API_KEYS
+fi
+if [[ -z ${WEBUI_ADMIN_PASSWORD:-} && -s $SECRETS/WEBUI_ADMIN_PASSWORD ]]; then
+  WEBUI_ADMIN_PASSWORD=$(cat "$SECRETS/WEBUI_ADMIN_PASSWORD")
+  export WEBUI_ADMIN_PASSWORD
+else
+  unset WEBUI_ADMIN_EMAIL  # on loopback the first account to sign up is the admin
+fi
 
 exec uvicorn open_webui.main:app --host "$HOST" --port "$PORT" \
   --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-*}" --workers "${UVICORN_WORKERS:-1}"

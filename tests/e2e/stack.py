@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.logs import register
-from tests.support.process import CHAT_MODEL_ID, REPO, free_port, metric_sum, wait_until
+from tests.support.process import CHAT_MODEL_ID, CHAT_MODEL_NAME, REPO, free_port, metric_sum, wait_until
 
 COMPOSE_FILES = ("compose.yaml", "compose.offline.yaml")
 # Published port variable of each service (compose.yaml) and the service's own name.
@@ -42,6 +42,9 @@ TINY_MODEL = f"{TINY_MODEL_NAME}-generic-cpu:1"
 SWARM_MODEL = TINY_MODEL
 # The first account signed up on Open WebUI (it becomes the admin).
 ADMIN = {"name": "Admin", "email": "admin@example.test", "password": "correct horse battery staple"}
+# Runs to completion at every `up`, before the services that read what it writes (the stack's secrets,
+# foundry_common/network_lock.py): exited with 0, never running.
+ONE_SHOT_SERVICES = {"secrets"}
 OFFLINE_SERVICES = {
     "foundry-local",
     "router",
@@ -54,12 +57,17 @@ OFFLINE_SERVICES = {
 
 
 def compose(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 900, check: bool = True, project: str = ""
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 900,
+    check: bool = True,
+    project: str = "",
+    files: tuple[str, ...] = COMPOSE_FILES,
 ) -> subprocess.CompletedProcess[str]:
     command = ["docker", "compose"]
     if project:
         command += ["--project-name", project]
-    for name in COMPOSE_FILES:
+    for name in files:
         command += ["--file", str(REPO / name)]
     result = subprocess.run(
         [*command, *args],
@@ -85,9 +93,11 @@ class Stack:
     env: dict[str, str]
     ports: dict[str, int] = field(default_factory=dict)
     startup_seconds: list[float] = field(default_factory=list)
+    files: tuple[str, ...] = COMPOSE_FILES
 
     @classmethod
-    def create(cls, project: str, **env: str) -> Stack:
+    def create(cls, project: str, extra_files: tuple[str, ...] = (), **env: str) -> Stack:
+        """A project with its own ports; `extra_files` (paths from the repository root) go after the two files."""
         ports = {service: free_port() for service in PORT_VARIABLES}
         # BIND_ADDRESS is left to the committed .env, as for a user: test_security.py checks where ports land.
         full_env = {
@@ -95,27 +105,53 @@ class Stack:
             **{PORT_VARIABLES[service]: str(port) for service, port in ports.items()},
             **env,
         }
-        stack = cls(project=project, env=full_env, ports=ports)
+        stack = cls(project=project, env=full_env, ports=ports, files=COMPOSE_FILES + tuple(extra_files))
         register(stack)
         return stack
 
     def compose(self, *args: str, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return compose(*args, env=self.env, timeout=timeout, check=check, project=self.project)
+        return compose(*args, env=self.env, timeout=timeout, check=check, project=self.project, files=self.files)
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
-    def up(self, timeout: int = 300) -> float:
-        """`up -d --wait` (images already built); returns and records the seconds until every service is healthy."""
+    def up(self, *services: str, timeout: int = 300) -> float:
+        """`up -d --wait` of `services` (all when none; images already built), then the router serving the models
+        the stack must serve (`expected_models`); returns and records the seconds until then.
+
+        `up --wait` waits for healthy, and the embedded service is healthy while it runs, before its model is loaded
+        (a download must hold up nothing): a test that uses the model right after `up` would race its loading."""
         started = time.monotonic()
-        result = self.compose("up", "--detach", "--wait", "--wait-timeout", str(timeout), check=False)
-        elapsed = time.monotonic() - started
+        result = self.compose("up", "--detach", "--wait", "--wait-timeout", str(timeout), *services, check=False)
         if result.returncode != 0:
             raise AssertionError(
                 f"the stack did not become healthy in {timeout}s:\n{result.stderr[-3000:]}\n{self.logs()}"
             )
+        if expected := self.expected_models(services):
+            wait_until(lambda: expected <= self.router_models(), timeout, f"the router serving {sorted(expected)}", 0.5)
+        elapsed = time.monotonic() - started
         self.startup_seconds.append(elapsed)
         return elapsed
+
+    def expected_models(self, services: tuple[str, ...] = ()) -> set[str]:
+        """The embedded model, when the router is started with the embedded service serving a local folder (the
+        offline overlay's; it loads in seconds). Not a model from FOUNDRY_MODEL_URL, which may be held on purpose
+        (test_first_run.py), nor when the router is not among `services` or not told of the embedded service."""
+        if "embedded" not in self.env.get("COMPOSE_PROFILES", "").split(","):
+            return set()
+        if (services and "router" not in services) or self.env.get("FOUNDRY_MODEL_URL"):
+            return set()
+        if "foundry-local" not in self.env.get("FOUNDRY_LOCAL_URLS", "foundry-local"):  # unset: the default list has it
+            return set()
+        name = self.env.get("OFFLINE_MODEL_NAME") or CHAT_MODEL_NAME
+        return {self.env.get("FOUNDRY_MODEL_ID") or f"{name}-generic-cpu:1"}
+
+    def router_models(self) -> set[str]:
+        """The models the router's /readyz lists (none while it does not answer)."""
+        try:
+            return set(httpx.get(f"{self.url('router')}/readyz", timeout=5).json().get("models") or ())
+        except (httpx.HTTPError, ValueError):
+            return set()
 
     def down(self, volumes: bool = False) -> None:
         args = ["down", "--timeout", "20", "--remove-orphans"]

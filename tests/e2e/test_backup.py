@@ -25,7 +25,7 @@ import httpx
 import pytest
 from chat_support import connected
 
-from tests.e2e.stack import ADMIN, EMBEDDED_MODEL, Stack, webui
+from tests.e2e.stack import ADMIN, EMBEDDED_MODEL, ONE_SHOT_SERVICES, Stack, webui
 from tests.support.docker import bridge_gateway
 from tests.support.postgres import PostgresServer
 from tests.support.process import REPO, wait_until
@@ -208,7 +208,10 @@ def test_backup_of_a_running_stack_restores_into_a_new_one(new_stack: Callable[.
     assert "healthy" in result.stdout
     assert secret not in result.stdout + result.stderr
     for container in new.ps():
-        assert (container["State"], container["Health"]) == ("running", "healthy"), container
+        if container["Service"] in ONE_SHOT_SERVICES:
+            assert (container["State"], container["ExitCode"]) == ("exited", 0), container
+        else:
+            assert (container["State"], container["Health"]) == ("running", "healthy"), container
 
     # The restored files belong to the services' users (uid 10001 in this stack).
     owners = new.compose("exec", "-T", "chat-app", "stat", "-c", "%n %u", "/app/data/chat.db", "/app/data/auth-secret")

@@ -9,18 +9,21 @@ import re
 import subprocess
 
 import pytest
+import yaml
 
 from foundry_chat.settings import Settings as ChatSettings
 from foundry_embedded.settings import Settings as EmbeddedSettings
 from foundry_router.settings import Settings as RouterSettings
 from foundry_router.settings import default_upstream_urls
-from tests.e2e.stack import OFFLINE_SERVICES
+from tests.e2e.stack import OFFLINE_SERVICES, ONE_SHOT_SERVICES
 from tests.support.process import REPO
 
 pytestmark = pytest.mark.e2e
 
-PROFILES = ["", "embedded", "grafana", "embedded,grafana"]
+PROFILES = ["", "embedded", "grafana", "embedded,grafana", "edge"]
 ALL_SERVICES = OFFLINE_SERVICES | {"grafana"}
+# Run to completion before the others: no restart, no healthcheck; the others wait for them to have completed.
+ONE_SHOT = ONE_SHOT_SERVICES
 # Services whose image writes into its own files at start (documented in compose.yaml).
 WRITABLE_ROOT = {"open-webui", "grafana"}
 # Who reaches the host's Foundry Local: the router (its upstream) and the blackbox exporter (Prometheus' probe).
@@ -58,9 +61,11 @@ def compose_raw(*args: str, profiles: str, **variables: str) -> str:
 @pytest.mark.parametrize("profiles", PROFILES, ids=lambda p: p or "no-profile")
 def test_config_is_valid_for_every_profile(profiles: str, offline: bool) -> None:
     services = set(rendered(profiles, offline)["services"])
-    expected = {"router", "chat-app", "open-webui", "webgpu-static", "prometheus", "blackbox-exporter"}
+    expected = {"secrets", "router", "chat-app", "open-webui", "webgpu-static", "prometheus", "blackbox-exporter"}
     if "embedded" in profiles:
         expected.add("foundry-local")
+    if "edge" in profiles:
+        expected.add("edge")
     if "grafana" in profiles and not offline:
         expected.add("grafana")
     assert services == expected
@@ -68,21 +73,45 @@ def test_config_is_valid_for_every_profile(profiles: str, offline: bool) -> None
 
 @pytest.mark.parametrize("offline", [False, True], ids=["online", "offline"])
 def test_every_service_is_hardened(offline: bool) -> None:
-    services = rendered("embedded,grafana", offline)["services"]
-    assert set(services) == (OFFLINE_SERVICES if offline else ALL_SERVICES)
+    services = rendered("embedded,grafana,edge", offline)["services"]
+    assert set(services) == (OFFLINE_SERVICES if offline else ALL_SERVICES) | ONE_SHOT | {"edge"}
     for name, service in services.items():
         assert service["cap_drop"] == ["ALL"], name
         assert "no-new-privileges:true" in service["security_opt"], name
-        assert service["restart"] == "unless-stopped", name
+        assert service["restart"] == ("no" if name in ONE_SHOT else "unless-stopped"), name
         assert int(service["mem_limit"]) > 0, name
-        assert service["healthcheck"]["test"], name
+        assert name in ONE_SHOT or name == "edge" or service["healthcheck"]["test"], name  # the edge: its image's
         assert service.get("read_only", False) == (name not in WRITABLE_ROOT), name
         user = service.get("user", "")
         assert user and not user.startswith(("0:", "root")), f"{name} must run as a non-root user"
         for port in service.get("ports", []):
             assert port["host_ip"] == "127.0.0.1", f"{name} publishes on {port['host_ip']}"
-        for dependency in service.get("depends_on", {}).values():
-            assert dependency["condition"] == "service_healthy", name
+        for needed, dependency in service.get("depends_on", {}).items():
+            if needed in ONE_SHOT:
+                assert dependency["condition"] == "service_completed_successfully", name
+            elif needed != "foundry-local":  # started, not ready: a model download holds nothing up
+                assert dependency["condition"] == "service_healthy", name
+
+
+def test_every_login_and_key_reads_the_stack_secrets() -> None:
+    """What locks a network deployment (foundry_common/network_lock.py) reaches each service that needs it."""
+    services = rendered("embedded,grafana,edge", offline=False)["services"]
+    readers = {
+        name
+        for name, service in services.items()
+        for volume in service.get("volumes", [])
+        if volume.get("source") == "stack-secrets" and volume["target"] == "/run/secrets"
+    }
+    assert readers == {"secrets", "router", "chat-app", "open-webui", "prometheus", "grafana", "edge"}
+    assert all(services[name]["depends_on"]["secrets"] for name in readers - ONE_SHOT)
+    assert "--web.config.file=/run/secrets/prometheus-web.yml" in services["prometheus"]["command"]
+    grafana = services["grafana"]["environment"]
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in grafana, "never admin/admin"
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/GRAFANA_ADMIN_PASSWORD"
+    locked = rendered("edge", offline=False, BIND_ADDRESS="127.0.0.1", EDGE_BIND_ADDRESS="0.0.0.0")["services"]
+    assert locked["secrets"]["environment"]["EDGE_BIND_ADDRESS"] == "0.0.0.0"
+    assert {p["host_ip"] for p in locked["edge"]["ports"]} == {"0.0.0.0"}
+    assert {p["host_ip"] for p in locked["chat-app"]["ports"]} == {"127.0.0.1"}, "plain HTTP stays on loopback"
 
 
 @pytest.mark.parametrize("offline", [False, True], ids=["online", "offline"])
@@ -96,8 +125,12 @@ def test_the_router_is_hardened_and_published_on_loopback(offline: bool) -> None
     assert [t.split(":")[0] for t in router["tmpfs"]] == ["/tmp"], "nothing else written"  # noqa: S108
     assert [(p["host_ip"], p["published"], p["target"]) for p in router["ports"]] == [("127.0.0.1", "4000", 4000)]
     assert "foundry_common.healthcheck" in " ".join(router["healthcheck"]["test"])
-    # The embedded service is waited for when its profile is on, and not needed when it is off.
-    assert router["depends_on"] == {"foundry-local": {"condition": "service_healthy", "required": False}}
+    # The embedded service is started first when its profile is on (not waited for: a model download must hold
+    # nothing up), and not needed when it is off; its key comes from the secrets service.
+    assert router["depends_on"] == {
+        "foundry-local": {"condition": "service_started", "required": False},
+        "secrets": {"condition": "service_completed_successfully", "required": True},
+    }
     base = "foundry-stack/python:3.11-slim" if offline else "python:3.11-slim"
     assert router["build"]["args"]["BASE_IMAGE"] == base
     assert router["build"]["dockerfile"] == "router/Dockerfile" and router["build"]["context"] == str(REPO)
@@ -127,7 +160,10 @@ def test_the_chat_service_talks_to_the_router_only() -> None:
     # Its one upstream is the router service, by the default of its settings.
     assert "ROUTER_URL" not in env
     assert ChatSettings.model_fields["router_url"].default == ROUTER_URL
-    assert chat["depends_on"] == {"router": {"condition": "service_healthy", "required": True}}
+    assert chat["depends_on"] == {
+        "router": {"condition": "service_healthy", "required": True},
+        "secrets": {"condition": "service_completed_successfully", "required": True},
+    }
 
 
 def test_open_webui_has_one_connection_the_router() -> None:
@@ -135,7 +171,10 @@ def test_open_webui_has_one_connection_the_router() -> None:
     env = webui["environment"]
     assert env["OPENAI_API_BASE_URLS"] == ROUTER_URL
     assert env["OPENAI_API_KEYS"] == "not-needed", "an empty key would hide the connection's models"
-    assert webui["depends_on"] == {"router": {"condition": "service_healthy", "required": True}}
+    assert webui["depends_on"] == {
+        "router": {"condition": "service_healthy", "required": True},
+        "secrets": {"condition": "service_completed_successfully", "required": True},
+    }
     for name in ("compose.yaml", "compose.offline.yaml", ".env", "open-webui/settings.env"):
         assert "OPEN_WEBUI_OPENAI_" not in (REPO / name).read_text(), f"{name}: one connection, no list to set"
 
@@ -217,6 +256,57 @@ def test_every_documented_setting_reaches_its_service(service: str) -> None:
     sample = sorted(read - set(NOT_PASSED[service]) - {"ROUTER_API_KEYS", "ROUTER_PUBLISHED_ADDRESS"})[0]
     given = rendered("embedded", offline=False, **{sample: "from-the-shell"})["services"][service]["environment"]
     assert given[sample] == "from-the-shell", sample
+
+
+# The same rule for the Swarm stack (swarm/stack.yaml, as `docker stack deploy` reads it): every setting reaches its
+# service, from the shell or as a Docker secret (a file in /run/secrets named after the variable, which the
+# settings read), except these, and why. Its own dict: Swarm's reasons differ from Compose's.
+NOT_PASSED_SWARM = {
+    "router": {
+        "ROUTER_HOST": "the container's own address (0.0.0.0)",
+        "ROUTER_PORT": "the container's own port (4000); in the stack the same name is the edge's published port",
+        "ROUTER_PUBLISHED_ADDRESS": "Swarm publishes on every address of the edge nodes: always 0.0.0.0",
+        "FOUNDRY_LOCAL_URLS": "every model task (tasks.foundry-local); SWARM_FOUNDRY_LOCAL_URLS replaces the list, "
+        "so that a shell set up for Compose (host.docker.internal) does not change the stack",
+    },
+    "chat-app": {
+        "CHAT_HOST": "the container's own address (0.0.0.0)",
+        "CHAT_PORT": "the container's own port (8080); the edge publishes it on CHAT_APP_PORT",
+        "ROUTER_URL": "the stack's own wiring: the chat's one upstream is the router service",
+        "CHAT_DATA_DIR": "no data folder in Swarm (a read-only root): the history is in PostgreSQL (DATABASE_URL) "
+        "and the login key a secret",
+    },
+    "foundry-local": {
+        "GATEWAY_HOST": "the container's own address (0.0.0.0)",
+        "PORT": "the container's own port (5273), where the routers find every task",
+        "FOUNDRY_DATA_DIR": "the foundry-data volume's mount point in the image",
+    },
+}
+STACK_FILE = REPO / "swarm" / "stack.yaml"
+
+
+def stack_rendered(**variables: str) -> dict:
+    """swarm/stack.yaml as `docker stack deploy` reads it (`docker stack config`: no swarm needed), with only these
+    variables of the shell."""
+    env = {k: v for k, v in os.environ.items() if k in KEPT_ENVIRONMENT or k.startswith("DOCKER_")} | variables
+    command = ["docker", "stack", "config", "--compose-file", str(STACK_FILE)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=REPO, env=env)
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+@pytest.mark.parametrize("service", sorted(SETTINGS_OF))
+def test_every_documented_setting_reaches_its_swarm_service(service: str) -> None:
+    read = variables_of(SETTINGS_OF[service])
+    excluded = set(NOT_PASSED_SWARM[service])
+    assert not excluded - read, "an exclusion names a variable the service no longer reads"
+    secrets = {secret["target"] for secret in stack_rendered()["services"][service].get("secrets", [])}
+    assert not secrets - read, f"a secret of {service} is no setting it reads: {sorted(secrets - read)}"
+    # Every other setting, set in the shell at once, arrives as it was given.
+    given = {name: f"from-the-shell-{name.lower()}" for name in sorted(read - excluded - secrets)}
+    environment = stack_rendered(**given)["services"][service].get("environment", {})
+    missing = sorted(name for name, value in given.items() if environment.get(name) != value)
+    assert not missing, f"set in the shell, these would not reach the Swarm service {service}: {missing}"
 
 
 def test_router_keys_take_the_clients_key() -> None:

@@ -22,7 +22,8 @@ from chat_support import ask_once
 from playwright.sync_api import expect, sync_playwright
 
 from tests.browser.webgpu_site import launch_chromium
-from tests.e2e.stack import ADMIN, EMBEDDED_MODEL, HOST_MODEL, OFFLINE_SERVICES, Stack, webui
+from tests.e2e.stack import ADMIN, EMBEDDED_MODEL, HOST_MODEL, OFFLINE_SERVICES, ONE_SHOT_SERVICES, Stack, webui
+from tests.support.docker import inspect
 from tests.support.process import CHAT_MODEL_NAME, GatewayProcess, metric_sum, start_gateway, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -37,8 +38,10 @@ def gateway_chat_requests(gateway_url: str) -> float:
 
 
 def test_every_service_is_up_and_healthy(stack: Stack) -> None:
-    containers = stack.ps()
+    containers = [c for c in stack.ps() if c["Service"] not in ONE_SHOT_SERVICES]
     assert {c["Service"] for c in containers} == OFFLINE_SERVICES
+    for one_shot in ONE_SHOT_SERVICES:
+        assert inspect(stack.container(one_shot))["State"]["ExitCode"] == 0, stack.logs()
     for container in containers:
         assert container["State"] == "running", container
         assert container["Health"] == "healthy", container
@@ -387,7 +390,7 @@ def test_host_foundry_local_only(stack: Stack, webui_token: str, host_foundry: G
     for name in ("ROUTER_API_KEY", "OPEN_WEBUI_ENABLE_SIGNUP"):
         stack.env.pop(name, None)  # back to the defaults
     stack.up()
-    assert {c["Service"] for c in stack.ps()} == OFFLINE_SERVICES - {"foundry-local"}
+    assert {c["Service"] for c in stack.ps()} == (OFFLINE_SERVICES | ONE_SHOT_SERVICES) - {"foundry-local"}
 
     with webui(stack, webui_token) as http:
         ids = {m["id"] for m in http.get("/api/models").json()["data"]}
