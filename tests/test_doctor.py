@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.archive_server import model_archive, serve_archive
 from tests.support.chat import start_chat
-from tests.support.process import REPO, GatewayProcess, free_port
+from tests.support.process import REPO, GatewayProcess, free_port, start_gateway
 from tests.support.router import RouterProcess, start_router
 
 pytestmark = pytest.mark.integration
@@ -46,7 +47,41 @@ def test_the_embedded_service_is_reported_with_its_model(gateway: GatewayProcess
     _, checks = doctor(FOUNDRY_GATEWAY_PORT=port)
     check = checks["embedded Foundry Local"]
     assert check["mark"] == "ok"
+    assert check["detail"].startswith("ready: ")
     assert gateway.healthz().json()["model"] in check["detail"]
+
+
+def test_an_embedded_service_downloading_is_running_not_ready_and_shows_its_progress(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    body = model_archive(tiny_model, "tiny-url")
+    with serve_archive(body, hold_at=len(body) // 3) as server:
+        service = start_gateway(tmp_path / "data", tmp_path / "g.log", FOUNDRY_MODEL_URL=server.url("tiny-url.tar.gz"))
+        try:
+            percent = service.wait_part_way()["download"]["percent"]
+            _, checks = doctor(FOUNDRY_GATEWAY_PORT=service.url.rsplit(":", 1)[1])
+        finally:
+            service.stop()
+    check = checks["embedded Foundry Local"]
+    # Not a failure: it runs, and nothing waits for it (the router check says whether another upstream serves).
+    assert check["mark"] == "warn", check
+    assert check["detail"].startswith("running, not ready: downloading: "), check
+    assert f"({percent:.0f}% of " in check["detail"] and " MB/s)" in check["detail"], check
+    assert "/readyz" in check["fix"]
+
+
+def test_an_embedded_service_whose_model_failed_is_a_failure_that_says_why(tmp_path: Path) -> None:
+    with serve_archive(b"", status=404) as server:
+        service = start_gateway(tmp_path / "data", tmp_path / "g.log", FOUNDRY_MODEL_URL=server.url("gone.tar.gz"))
+        try:
+            service.wait_for_state({"failed"})
+            code, checks = doctor(FOUNDRY_GATEWAY_PORT=service.url.rsplit(":", 1)[1])
+        finally:
+            service.stop()
+    check = checks["embedded Foundry Local"]
+    assert code == 1 and check["mark"] == "FAIL", check
+    assert "HTTP 404" in check["detail"] and "FOUNDRY_MODEL_URL" in check["detail"]
+    assert "restart foundry-local" in check["fix"]
 
 
 def test_a_stopped_embedded_service_router_and_stack_are_failures() -> None:

@@ -56,7 +56,9 @@ def test_offline_without_a_model_says_what_to_set(tmp_path: Path) -> None:
         body = service.wait_for_state({"no_model", "failed"}, timeout=120)
         assert body["state"] == "no_model"
         assert "FOUNDRY_MODEL_PATH" in body["message"]
-        assert service.healthz().status_code == 503
+        # Live (nothing should restart it: it says what to set), not ready.
+        assert service.healthz().status_code == 200
+        assert service.readyz().status_code == 503 and service.readyz().json()["state"] == "no_model"
         assert any(e.get("event") == "model_unavailable" for e in log_events(service.log_path))
     finally:
         assert service.stop() in {0, -15}
@@ -79,7 +81,13 @@ def test_a_folder_that_is_not_a_model_is_reported(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("PORT", "eighty"), ("LOG_LEVEL", "chatty"), ("FOUNDRY_MODEL_ID", "no-version"), ("MAX_REQUEST_BYTES", "1")],
+    [
+        ("PORT", "eighty"),
+        ("LOG_LEVEL", "chatty"),
+        ("FOUNDRY_MODEL_ID", "no-version"),
+        ("MAX_REQUEST_BYTES", "1"),
+        ("FOUNDRY_MODEL_URL", "models.internal/tiny.tar.gz"),
+    ],
 )
 def test_bad_configuration_exits_with_a_clear_message(tmp_path: Path, variable: str, value: str) -> None:
     result = subprocess.run(

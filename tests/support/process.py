@@ -105,7 +105,12 @@ class GatewayProcess:
         return next(e["url"] for e in log_events(self.log_path) if e.get("event") == "runtime_started")
 
     def healthz(self) -> httpx.Response:
+        """Liveness: 200 while the service runs; the body says its model's state."""
         return httpx.get(f"{self.url}/healthz", timeout=5)
+
+    def readyz(self) -> httpx.Response:
+        """Readiness: 200 once its model is served, 503 before, with the same body as /healthz."""
+        return httpx.get(f"{self.url}/readyz", timeout=5)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -124,6 +129,22 @@ class GatewayProcess:
             return body.get("state") in states
 
         wait_until(reached, timeout, f"gateway state in {states}")
+        return body
+
+    def wait_part_way(self, timeout: float = 60) -> dict:
+        """The /healthz body once its model's download is under way with part of it in (0 < percent < 100)."""
+
+        def part_way(body: dict) -> bool:
+            return body.get("state") == "downloading" and 0 < (body.get("download") or {}).get("percent", 0) < 100
+
+        body: dict = {}
+
+        def reached() -> bool:
+            nonlocal body
+            body = self.wait_for_state({"downloading"}, timeout)
+            return part_way(body)
+
+        wait_until(reached, timeout, "the model's download part-way")
         return body
 
     def stop(self, timeout: float = 15) -> int:

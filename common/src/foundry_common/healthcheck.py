@@ -3,8 +3,10 @@ its /healthz with 200, else 1 (Docker reserves exit code 2).
 
     python -m foundry_common.healthcheck PORT_VARIABLE DEFAULT_PORT     # e.g. PORT 5273, CHAT_PORT 8080
 
-What /healthz means is each service's: the gateway says 200 once its model is loaded, the chat service
-whenever it runs (liveness only; an upstream that is down shows in /readyz, not as a restart loop).
+/healthz is liveness in every service: 200 while it runs (503 while it stops). The embedded gateway says 200 while
+its model is still downloading or loading, so that nothing waits on a download (its /readyz says when the model is
+served); the router and the chat service say 200 whatever their upstreams do (an upstream that is down shows in
+their /readyz, not as a restart loop).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ def check(url: str, timeout: float = 3.0) -> int:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - our own loopback URL
             return 0 if response.status == 200 else 1
-    except OSError as exc:  # HTTPError (e.g. 503 while the gateway's model loads) included
+    except OSError as exc:  # HTTPError (e.g. 503 while the service stops) included
         print(f"not healthy: {exc}", file=sys.stderr)
         return 1
 

@@ -2,7 +2,7 @@
 
 The runtime's own web service listens on 127.0.0.1 on a port it picks; only the gateway talks to it.
 Model preparation (download, registration, load) runs in a background thread so that `/healthz`
-can report progress while it happens.
+can report progress while it happens (and `/readyz` says when it is over).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import structlog
 
+from foundry_embedded import archive
 from foundry_embedded.metrics import Metrics
 from foundry_embedded.settings import Settings
 
@@ -25,6 +26,7 @@ log = structlog.get_logger("foundry_embedded.runtime")
 
 PUBLIC_API_BASE = "/v1"
 LOCAL_API_BASE = "/catalogs/local/v1"  # models registered from a folder (BYOM) are served here
+ARCHIVES_DIR = "models-from-url"  # under the data folder: the model folder FOUNDRY_MODEL_URL gave
 
 # How the runtime refuses every request with `tools` (unless tool_choice is "none") for a model whose tokenizer
 # publishes no tool-call boundary tokens: ONNX Runtime GenAI reads them from genai_config.json's "model" section
@@ -72,6 +74,54 @@ class Status:
         return next((m for m in self.models if m.id == name), None) or next(
             (m for m in self.models if m.alias == name), None
         )
+
+
+class DownloadReport:
+    """One download's progress as /healthz (state "downloading"), the download metric and the log show it.
+
+    The catalog's download reports a percent, an archive's the bytes received: both end up as the same Status.
+    """
+
+    def __init__(self, runtime: EmbeddedRuntime, model: str, what: str, size: int | None = None) -> None:
+        self._runtime, self._model, self._what, self.size = runtime, model, what, size
+        self._started = time.monotonic()
+        self._logged = (-1.0, 0.0)  # percent, seconds
+        runtime._set(Status("downloading", f"Downloading {what}.", model=model, download=Download(0.0, None, size)))
+
+    @property
+    def seconds(self) -> float:
+        return round(time.monotonic() - self._started, 1)
+
+    def percent(self, percent: float) -> None:
+        elapsed = time.monotonic() - self._started
+        speed = self.size * percent / 100 / elapsed if self.size and elapsed > 0 else None
+        self._report(percent, speed, f"{percent:.0f}%")
+
+    def received(self, done: int, size: int | None) -> None:
+        self.size = size
+        elapsed = time.monotonic() - self._started
+        speed = done / elapsed if elapsed > 0 else None
+        if size:
+            self._report(100 * done / size, speed, f"{100 * done / size:.0f}% of {size / 1e6:.1f} MB")
+        else:  # the server sent no Content-Length: bytes, no percent
+            self._report(0.0, speed, f"{done / 1e6:.1f} MB so far")
+
+    def unpacking(self) -> None:
+        self._runtime._set(Status("loading", f"Unpacking {self._what}.", model=self._model))
+
+    def _report(self, percent: float, speed: float | None, progress: str) -> None:
+        if self._runtime._cancel.is_set():
+            return  # stopping: /healthz says so, not a progress that is over
+        download = Download(round(percent, 1), speed and round(speed), self.size)
+        self._runtime._set(
+            Status("downloading", f"Downloading {self._what}: {progress}.", model=self._model, download=download)
+        )
+        self._runtime._metrics.download_progress.labels(self._model).set(percent / 100)
+        # One line per 5 % or per 10 s, whichever comes first: visible progress, quiet logs.
+        elapsed = time.monotonic() - self._started
+        if percent - self._logged[0] >= 5 or elapsed - self._logged[1] >= 10 or percent >= 100:
+            self._logged = (percent, elapsed)
+            log.info("model_download", model=self._model, percent=round(percent, 1), bytes_per_second=speed)
 
 
 class EmbeddedRuntime:
@@ -135,11 +185,14 @@ class EmbeddedRuntime:
     # -- model preparation ---------------------------------------------------------------------
 
     def _prepare_model(self) -> None:
+        settings = self._settings
         try:
-            if self._settings.foundry_model_path is not None:
-                served = self._prepare_local(self._settings.foundry_model_path)
+            if settings.foundry_model_url is not None:
+                served = self._prepare_archive(settings.foundry_model_url)
+            elif settings.foundry_model_path is not None:
+                served = self._prepare_local(settings.foundry_model_path, settings.local_model_id)
             else:
-                served = self._prepare_catalog(self._settings.foundry_model)
+                served = self._prepare_catalog(settings.foundry_model)
             if served is None:
                 return
             self._metrics.model_loaded.labels(served.id).set(1)
@@ -152,13 +205,39 @@ class EmbeddedRuntime:
             self._set(
                 Status(
                     "failed",
-                    f"Preparing the model failed: {exc}. Check FOUNDRY_MODEL / FOUNDRY_MODEL_PATH, "
-                    "then restart the service.",
-                    model=str(self._settings.foundry_model_path or self._settings.foundry_model),
+                    f"Preparing the model failed: {exc}. Check FOUNDRY_MODEL_URL / FOUNDRY_MODEL_PATH / "
+                    "FOUNDRY_MODEL, then restart the service.",
+                    model=str(
+                        (settings.foundry_model_url and archive.shown(settings.foundry_model_url))
+                        or settings.foundry_model_path
+                        or settings.foundry_model
+                    ),
                 )
             )
 
-    def _prepare_local(self, path: Path) -> ServedModel | None:
+    def _prepare_archive(self, url: str) -> ServedModel | None:
+        """FOUNDRY_MODEL_URL: the model folder from the data volume, downloaded first if this URL's is not there."""
+        name = self._settings.archive_name
+        model_id = self._settings.model_id_for(name)
+        root = self._settings.data_dir / ARCHIVES_DIR
+        folder = archive.folder_for(root, url, name)
+        if (folder / archive.CONFIG).is_file():
+            log.info("model_archive_cached", url=archive.shown(url), path=str(folder))
+            return self._prepare_local(folder, model_id)
+        report = DownloadReport(self, model_id, f"{model_id} from {archive.shown(url)}")
+        log.info("model_download_started", model=model_id, url=archive.shown(url))
+        try:
+            folder = archive.install(url, name, root, report.received, self._cancel, report.unpacking)
+        except archive.ArchiveError as exc:
+            if self._cancel.is_set():
+                return None  # stopping: a connection cut by the stop is no failure to report
+            self._set(Status(exc.state, exc.message, model=model_id))
+            log.error("model_archive_failed", model=model_id, state=exc.state, error=exc.message)
+            return None
+        log.info("model_downloaded", model=model_id, path=str(folder), seconds=report.seconds)
+        return self._prepare_local(folder, model_id)
+
+    def _prepare_local(self, path: Path, model_id: str) -> ServedModel | None:
         from foundry_local_sdk import CatalogType, ModelInfoBuilder
 
         if not (path / "genai_config.json").is_file():
@@ -166,14 +245,13 @@ class EmbeddedRuntime:
                 Status(
                     "no_model",
                     f"FOUNDRY_MODEL_PATH={path} is not an ONNX Runtime GenAI model folder "
-                    "(no genai_config.json in it). Point it at a folder built by scripts/make-tiny-model "
+                    "(no genai_config.json in it). Point it at a folder built by scripts/make-model "
                     "or exported with onnxruntime_genai.models.builder.",
                     model=str(path),
                 )
             )
             log.error("model_folder_invalid", path=str(path))
             return None
-        model_id = self._settings.local_model_id
         catalog = self._manager.get_catalog(CatalogType.LOCAL)
         model = catalog.get_model_variant(model_id)
         if model is not None and Path(model.get_path()).resolve() != path.resolve():
@@ -197,7 +275,8 @@ class EmbeddedRuntime:
                     "no_model",
                     f"Model '{alias}' is not available: the Foundry Local catalog could not be reached "
                     "or has no such alias, and FOUNDRY_MODEL_PATH is not set. Offline, set "
-                    "FOUNDRY_MODEL_PATH to a local model folder (scripts/make-tiny-model builds one); "
+                    "FOUNDRY_MODEL_PATH to a local model folder (scripts/make-model builds one), or "
+                    "FOUNDRY_MODEL_URL to a .tar.gz of one on a web server you reach; "
                     "online, set FOUNDRY_MODEL to a catalog alias such as qwen2.5-0.5b.",
                     model=alias,
                 )
@@ -210,27 +289,10 @@ class EmbeddedRuntime:
 
     def _download(self, model) -> None:
         size_mb = model.info.file_size_mb
-        size = size_mb * 1024 * 1024 if size_mb else None
-        started = time.monotonic()
-        last_logged = [-1.0, 0.0]  # percent, time
-
-        def progress(percent: float) -> None:
-            elapsed = time.monotonic() - started
-            speed = size * percent / 100 / elapsed if size and elapsed > 0 else None
-            download = Download(round(percent, 1), speed and round(speed), size)
-            self._set(
-                Status("downloading", f"Downloading {model.id}: {percent:.0f}%.", model=model.id, download=download)
-            )
-            self._metrics.download_progress.labels(model.id).set(percent / 100)
-            # One line per 5 % or per 10 s, whichever comes first: visible progress, quiet logs.
-            if percent - last_logged[0] >= 5 or elapsed - last_logged[1] >= 10 or percent >= 100:
-                last_logged[:] = [percent, elapsed]
-                log.info("model_download", model=model.id, percent=round(percent, 1), bytes_per_second=speed)
-
-        self._set(Status("downloading", f"Downloading {model.id}.", model=model.id, download=Download(0.0, None, size)))
-        log.info("model_download_started", model=model.id, size_bytes=size)
-        model.download(progress_callback=progress, cancel_event=self._cancel)
-        log.info("model_downloaded", model=model.id, seconds=round(time.monotonic() - started, 1))
+        report = DownloadReport(self, model.id, model.id, size_mb * 1024 * 1024 if size_mb else None)
+        log.info("model_download_started", model=model.id, size_bytes=report.size)
+        model.download(progress_callback=report.percent, cancel_event=self._cancel)
+        log.info("model_downloaded", model=model.id, seconds=report.seconds)
 
     def _load(self, model, api_base: str) -> ServedModel:
         self._set(Status("loading", f"Loading {model.id}.", model=model.id))

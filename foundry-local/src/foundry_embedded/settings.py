@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from foundry_common.settings import check_url
+
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
 
 class Settings(BaseSettings):
@@ -18,7 +23,7 @@ class Settings(BaseSettings):
     )
     port: int = Field(5273, ge=1, le=65535, validation_alias="PORT", description="the embedded service's gateway port")
 
-    # Model choice: a local folder wins over a catalog alias.
+    # Model choice: an archive URL wins over a local folder, which wins over a catalog alias.
     foundry_model: str = Field(
         "qwen2.5-0.5b",
         validation_alias="FOUNDRY_MODEL",
@@ -29,11 +34,20 @@ class Settings(BaseSettings):
         validation_alias="FOUNDRY_MODEL_PATH",
         description="a local model folder to serve instead (wins over `FOUNDRY_MODEL`)",
     )
+    foundry_model_url: str | None = Field(
+        None,
+        validation_alias="FOUNDRY_MODEL_URL",
+        description=(
+            "an http(s) URL of a `.tar` or `.tar.gz` of a model folder: downloaded once into the data volume, then "
+            "served like `FOUNDRY_MODEL_PATH` (wins over both)"
+        ),
+    )
     foundry_model_id: str | None = Field(
         None,
         validation_alias="FOUNDRY_MODEL_ID",
         description=(
-            "the id a local model is registered and served under (`NAME:VERSION`; unset: `<folder>-generic-cpu:1`)"
+            "the id a local or downloaded model folder is registered and served under (`NAME:VERSION`; unset: "
+            "`<folder or archive name>-generic-cpu:1`)"
         ),
     )
 
@@ -72,7 +86,7 @@ class Settings(BaseSettings):
         # Compose passes unset variables as empty strings.
         return None if value == "" else value
 
-    @field_validator("foundry_model_id", mode="before")
+    @field_validator("foundry_model_id", "foundry_model_url", mode="before")
     @classmethod
     def _empty_id_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -89,11 +103,30 @@ class Settings(BaseSettings):
             raise ValueError("must look like NAME:VERSION, e.g. my-model-generic-cpu:1")
         return value
 
+    @field_validator("foundry_model_url")
+    @classmethod
+    def _url_is_http(cls, value: str | None) -> str | None:
+        return None if value is None else check_url(value, "http://models.internal/smollm2-135m-instruct.tar.gz")
+
     @property
     def local_model_id(self) -> str:
         """Stable id for the local model folder: the same folder name always registers the same id."""
+        assert self.foundry_model_path is not None
+        return self.model_id_for(self.foundry_model_path.name)
+
+    @property
+    def archive_name(self) -> str:
+        """The model's name from FOUNDRY_MODEL_URL's file name, without .tar/.tar.gz/.tgz (`model` when it has none)."""
+        assert self.foundry_model_url is not None
+        name = PurePosixPath(unquote(urlsplit(self.foundry_model_url).path)).name
+        for suffix in ARCHIVE_SUFFIXES:
+            if name.lower().endswith(suffix):
+                return name[: -len(suffix)] or "model"
+        return name or "model"
+
+    def model_id_for(self, name: str) -> str:
+        """FOUNDRY_MODEL_ID, else `<name>-generic-cpu:1` from a folder (or archive) name: the same name, the same id."""
         if self.foundry_model_id:
             return self.foundry_model_id
-        assert self.foundry_model_path is not None
-        name = "".join(c if c.isalnum() or c in "-." else "-" for c in self.foundry_model_path.name.lower())
+        name = "".join(c if c.isalnum() or c in "-." else "-" for c in name.lower())
         return f"{name.strip('-') or 'local-model'}-generic-cpu:1"
