@@ -65,10 +65,29 @@ def test_state_stays_on_the_data_node_with_one_task() -> None:
             assert deploy["update_config"]["order"] == "stop-first", f"{name}: one writer per volume"
 
 
+def interpolated(text: str, **env: str) -> str:
+    """`${VAR:-default}` and `${VAR}` as `docker stack deploy` reads them (it takes no default within a default)."""
+    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: env.get(m[1]) or m[2] or "", text)
+
+
 def test_the_same_images_as_compose() -> None:
     for name, service in SERVICES.items():
         if name in COMPOSE["services"]:
-            assert service["image"] == COMPOSE["services"][name]["image"], name
+            assert interpolated(service["image"]) == interpolated(COMPOSE["services"][name]["image"]), name
+
+
+def test_every_image_of_the_project_takes_the_registry_prefix() -> None:
+    """STACK_IMAGE_PREFIX names a registry every node pulls from (docs/swarm.md), for every image this project
+    builds; Open WebUI's has its own variable, OPEN_WEBUI_IMAGE."""
+    prefix = "registry.test:5000/team"
+    for name, service in [*SERVICES.items(), *OFFLINE["services"].items()]:
+        if "image" not in service or name == "open-webui":
+            continue
+        image = service["image"]
+        if interpolated(image).startswith("foundry-stack/"):
+            assert interpolated(image, STACK_IMAGE_PREFIX=prefix).startswith(f"{prefix}/"), name
+    webui = interpolated(SERVICES["open-webui"]["image"], OPEN_WEBUI_IMAGE=f"{prefix}/open-webui:0.12.4")
+    assert webui == f"{prefix}/open-webui:0.12.4"
 
 
 def test_secrets_come_from_files_never_from_the_environment() -> None:

@@ -169,6 +169,13 @@ def test_a_killed_model_task_is_left_within_a_probe_interval_and_used_again_when
     swarm: SwarmStack, tiny_model: Path, twin_port: int, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     swarm.wait_tasks("foundry-local", 1)
+    # Healthy means running: its model may still be loading, so wait until a router serves from it.
+    wait_until(
+        lambda: any(u.startswith("tasks.") for u in upstreams_serving(swarm, swarm.containers("router")[0])),
+        PROBE_INTERVAL_SECONDS * 10,
+        "a router serving the model from the model task",
+        interval=0.5,
+    )
     with second_model_runtime(tiny_model, twin_port, tmp_path_factory.mktemp("twin")) as twin:
         (task,) = swarm.containers("foundry-local")
         task_upstream = next(u for u in upstreams_serving(swarm, swarm.containers("router")[0]) if u != twin)
