@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import socketio
 
-from tests.support.chat import ChatProcess, start_chat
+from tests.support.chat import ChatProcess, running_chat, start_chat
 from tests.support.paced import PACED_MODEL, PacedUpstream, start_paced_upstream
 from tests.support.process import GatewayProcess
 
@@ -37,6 +37,7 @@ __all__ = [
     "connected",
     "converse",
     "login",
+    "running_chat",
     "start_chat",
     "start_paced_upstream",
 ]
@@ -102,12 +103,8 @@ class Reply:
 def chat_in_front_of(gateway: GatewayProcess, tmp: Path) -> Iterator[ChatProcess]:
     """The chat service (and its router) in front of `gateway`, healthy; prompts are logged so that tests can see
     what went upstream; messages are limited to 500 characters. Stopped at the end."""
-    service = start_chat(tmp, [f"{gateway.url}/v1"], LOG_PROMPTS="true", MAX_INPUT_CHARS="500")
-    try:
-        service.wait_healthy()
+    with running_chat(tmp, [f"{gateway.url}/v1"], LOG_PROMPTS="true", MAX_INPUT_CHARS="500") as service:
         yield service
-    finally:
-        service.stop()
 
 
 def login(url: str, username: str, password: str) -> httpx.Response:

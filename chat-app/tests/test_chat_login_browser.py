@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chat_support import ChatProcess, start_chat
+from chat_support import ChatProcess, running_chat
 from playwright.sync_api import expect, sync_playwright
 from test_chat_browser import CHROMIUM, CHROMIUM_ARGS
 
@@ -19,12 +19,8 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture(scope="module")
 def guarded(gateway: GatewayProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatProcess]:
-    service = start_chat(tmp_path_factory.mktemp("guarded"), [f"{gateway.url}/v1"], CHAT_PASSWORD=PASSWORD)
-    try:
-        service.wait_healthy()
+    with running_chat(tmp_path_factory.mktemp("guarded"), [f"{gateway.url}/v1"], CHAT_PASSWORD=PASSWORD) as service:
         yield service
-    finally:
-        service.stop()
 
 
 def test_a_wrong_password_is_refused_in_words_and_the_right_one_chats(guarded: ChatProcess, artifacts: Path) -> None:

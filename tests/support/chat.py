@@ -7,16 +7,18 @@ a few both read go to both, the rest to the chat).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from tests.support.logs import register
-from tests.support.process import free_port, metric_sum, terminate, wait_until
+from tests.support.process import free_port, log_events, metric_sum, terminate, wait_until
 from tests.support.router import RouterProcess, start_router
 
 # The router's settings (router/src/foundry_router/settings.py): they go to the router only.
@@ -49,6 +51,14 @@ class ChatProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def events(self, name: str) -> list[dict]:
+        """The service's log events called `name`, in order."""
+        return [e for e in log_events(self.log_path) if e.get("event") == name]
+
+    def prompts(self, session_id: str) -> list[list[dict]]:
+        """What the service sent upstream for one session (LOG_PROMPTS=true), in order."""
+        return [e["messages"] for e in self.events("prompt") if e.get("session_id") == session_id]
 
     def wait_healthy(self, timeout: float = 60) -> None:
         """The chat answers /healthz and, when its router is ready, has seen that (its /readyz agrees)."""
@@ -119,3 +129,14 @@ def start_chat(tmp: Path, upstream_urls: list[str], router: RouterProcess | None
         )
     url = f"http://127.0.0.1:{port}"
     return ChatProcess(proc=proc, url=url, log_path=log_path, router=router, owns_router=owns_router)
+
+
+@contextlib.contextmanager
+def running_chat(tmp: Path, upstream_urls: list[str], **env: str) -> Iterator[ChatProcess]:
+    """start_chat, healthy, and stopped at the end."""
+    service = start_chat(tmp, upstream_urls, **env)
+    try:
+        service.wait_healthy()
+        yield service
+    finally:
+        service.stop()
