@@ -37,7 +37,16 @@ PACKAGES = {
     "@huggingface/jinja": ("huggingface-jinja", ("index.js",)),
 }
 # Leaves first: a module is hashed after the modules it imports.
-PAGE_MODULES = ("webgpu.mjs", "sampling.mjs", "model-files.mjs", "llm.mjs", "server-chat.mjs", "app.mjs", "chat.mjs")
+PAGE_MODULES = (
+    "webgpu.mjs",
+    "sampling.mjs",
+    "text-stream.mjs",
+    "model-files.mjs",
+    "llm.mjs",
+    "server-chat.mjs",
+    "app.mjs",
+    "chat.mjs",
+)
 PAGE_ASSETS = ("style.css", "favicon.svg")
 PAGES = {"index.html": "app.mjs", "chat.html": "chat.mjs"}
 IMPORT = re.compile(r"""(from\s+'\./)([\w-]+\.mjs)(')""")

@@ -9,18 +9,26 @@ greedy token ids must equal the baseline's. Then the first load (fresh profile, 
 cached load (a reload: the model must come from Cache Storage, only the JSON listings of /models/ requested), with
 the bytes of the model requests of each. Exit status 1 when the ids differ or the reload is not from the cache.
 
+Flat (issue 23): the page's time per token over tokens 10-60 and over the last 50 of one long greedy answer of the
+tiny model (which runs to max tokens) on WASM, and their ratio: about 1 when the work per token does not grow with the
+answer. --flat-against REV measures the page's sources at a git revision as well (built into a temporary folder and
+served by a second nginx), e.g. e6853cc, the page before issue 23, which decoded the whole answer at every token.
+Both must give the same ids and text. The machine's load average is printed: other work on it moves these figures.
+
 Here WebGPU is SwiftShader (a software fallback adapter): its figures measure the path, not GPU speed.
 Each baseline run is a fresh process (one generation after loading); the page's rounds share one loaded model.
 Targets (issue 5): ready <= 2 s on WASM (cold cache), transfer <= 7 MB.
 
 Usage: scripts/bench webgpu [--loads N] [--runs N] [--chat-tokens N] [--chat-rounds N] [--chat-loads N]
-                            [--chat-threads N] [--only digits|chat]
+                            [--chat-threads N] [--flat-tokens N] [--flat-rounds N] [--flat-against REV]
+                            [--only digits|chat|flat]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -363,6 +371,186 @@ def print_chat(figures: dict[str, dict], base: dict, args: argparse.Namespace, p
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Flat: time per token early and late in one long answer
+FLAT_WINDOW = 50
+FLAT_FIRST = 10
+# When each token of an answer is shown, in ms since navigation: the page hands the event loop back once per token
+# through a MessageChannel (chat.mjs, nextTask), after the token's text is on screen. Recorded by the browser, for
+# this page and an older one alike; checked against the number of tokens the page reports.
+SHOWN_TIMER = """
+window.benchTokenMs = [];
+const post = MessagePort.prototype.postMessage;
+MessagePort.prototype.postMessage = function (...args) {
+  if (document.body?.dataset.state === 'generating') window.benchTokenMs.push(performance.now());
+  return post.apply(this, args);
+};
+"""
+
+
+# ONNX Runtime's steps alone, fed as llm.mjs feeds them (one token, the attention mask, the last step's KV cache),
+# in the chat page's origin with the site's ORT on WASM: how much of the time per token is the model's own, which
+# grows with the context (attention over it, and its KV cache copied into WebAssembly memory and out at each step).
+ORT_STEPS = """async ([model, tokens]) => {
+  const config = JSON.parse(document.getElementById('site-config').textContent);
+  const ort = await import(new URL(config.ort, document.baseURI).href);
+  const file = async (name) => new Uint8Array(await (await fetch(`models/${model}/${name}`)).arrayBuffer());
+  const { decoder } = JSON.parse(new TextDecoder().decode(await file('genai_config.json'))).model;
+  const session = await ort.InferenceSession.create(await file(decoder.filename), {
+    executionProviders: ['wasm'], graphOptimizationLevel: 'all',
+    externalData: [{ path: `${decoder.filename}.data`, data: await file(`${decoder.filename}.data`) }],
+  });
+  const names = [];
+  for (let layer = 0; layer < decoder.num_hidden_layers; layer += 1) {
+    for (const kind of ['key', 'value']) {
+      names.push([decoder.inputs[`past_${kind}_names`], decoder.outputs[`present_${kind}_names`]]
+        .map((name) => name.replace('%d', layer)));
+    }
+  }
+  const feeds = {};
+  const empty = [1, decoder.num_key_value_heads, 0, decoder.head_size];
+  for (const [past] of names) feeds[past] = new ort.Tensor('float32', new Float32Array(0), empty);
+  const ones = new BigInt64Array(tokens + 1).fill(1n);
+  const shown = [];
+  for (let total = 1; total <= tokens; total += 1) {
+    feeds[decoder.inputs.input_ids] = new ort.Tensor('int64', BigInt64Array.from([5n]), [1, 1]);
+    feeds[decoder.inputs.attention_mask] = new ort.Tensor('int64', ones.subarray(0, total), [1, total]);
+    const out = await session.run(feeds);
+    shown.push(performance.now());
+    out[decoder.outputs.logits].dispose();
+    for (const [past, present] of names) {
+      feeds[past].dispose();
+      feeds[past] = out[present];
+    }
+  }
+  await session.release();
+  return shown;
+}"""
+
+
+def ort_steps(playwright: Playwright, url: str, tokens: int, rounds: int) -> list[dict]:
+    """`rounds` runs of ONNX Runtime's steps alone: for each, when each step ended, as flat_answers gives them."""
+    with profile_context(playwright) as context:
+        page = context.new_page()
+        chat_load(page, f"{url}/chat?model={CHAT_MODEL}&ep=wasm")
+        return [{"shown_ms": page.evaluate(ORT_STEPS, [CHAT_MODEL, tokens])} for _ in range(rounds)]
+
+
+def old_site(rev: str, tmp: Path) -> Path:
+    """The site built from the page sources (and build_site.py) at git revision rev, with this build's model and
+    npm packages: what nginx serves for that revision."""
+    sources = tmp / "src"
+    (sources / "site").mkdir(parents=True)
+    names = git("ls-tree", "--name-only", f"{rev}:webgpu-static/site").split()
+    for name in names:
+        (sources / "site" / name).write_bytes(git_bytes("show", f"{rev}:webgpu-static/site/{name}"))
+    (sources / "build_site.py").write_bytes(git_bytes("show", f"{rev}:webgpu-static/build_site.py"))
+    out = tmp / "site"
+    cache = REPO / ".cache" / "webgpu-static"
+    command = [sys.executable, str(sources / "build_site.py"), "--site", str(sources / "site")]
+    command += ["--model", str(cache / "model"), "--node-modules", str(cache / "npm" / "node_modules")]
+    subprocess.run([*command, "--out", str(out)], check=True, capture_output=True)
+    for path in [tmp, *tmp.rglob("*")]:
+        if path.is_dir():
+            path.chmod(0o755)
+    return out
+
+
+def git_bytes(*args: str) -> bytes:
+    return subprocess.run(["git", "-C", str(REPO), *args], check=True, capture_output=True).stdout
+
+
+def git(*args: str) -> str:
+    return git_bytes(*args).decode()
+
+
+def flat_answers(playwright: Playwright, url: str, tokens: int, rounds: int) -> list[dict]:
+    """`rounds` answers of `tokens` tokens in one fresh profile on WASM: each with when each token was shown."""
+    with profile_context(playwright) as context:
+        context.add_init_script(READY_TIMER)
+        context.add_init_script(SHOWN_TIMER)
+        page = context.new_page()
+        chat_load(page, f"{url}/chat?model={CHAT_MODEL}&ep=wasm&max_tokens={tokens}")
+        answers = []
+        for seq in range(1, rounds + 1):
+            page.evaluate("() => { window.benchTokenMs = []; }")
+            turn = chat_turn(page, seq)
+            turn["shown_ms"] = page.evaluate("() => window.benchTokenMs")
+            answers.append(turn)
+        return answers
+
+
+def per_token_ms(shown: list[float], first: int, last: int) -> float:
+    """ms per token from token `first` to token `last` (1-based, as the page writes them): the median of the times
+    between two tokens, which a pause of the machine's other work (or a garbage collection) does not move."""
+    return statistics.median(b - a for a, b in zip(shown[first - 1 : last - 1], shown[first:last], strict=True))
+
+
+def flat_figures(answers: list[dict], tokens: int) -> dict:
+    late = tokens - FLAT_WINDOW
+    early = [per_token_ms(a["shown_ms"], FLAT_FIRST, FLAT_FIRST + FLAT_WINDOW) for a in answers]
+    later = [per_token_ms(a["shown_ms"], late, tokens) for a in answers]
+    return {
+        "early_ms": statistics.median(early),
+        "late_ms": statistics.median(later),
+        "ratio": statistics.median(b / a for a, b in zip(early, later, strict=True)),
+        "total_ms": statistics.median(a["shown_ms"][-1] - a["shown_ms"][0] for a in answers),
+    }
+
+
+def flat_problems(label: str, answers: list[dict], tokens: int, reference: dict | None) -> list[str]:
+    problems = []
+    for answer in answers:
+        if (answer["reason"], len(answer["ids"])) != ("max_tokens", tokens):
+            problems.append(f"{label}: the answer ended with {answer['reason']} after {len(answer['ids'])} tokens")
+        if len(answer["shown_ms"]) != len(answer["ids"]):
+            problems.append(f"{label}: {len(answer['shown_ms'])} token times for {len(answer['ids'])} tokens")
+        if reference and (answer["ids"], answer["text"]) != (reference["ids"], reference["text"]):
+            problems.append(f"{label}: not the same answer (ids and text) as this page's")
+    return problems
+
+
+def flat(playwright: Playwright, url: str, models: Path, args: argparse.Namespace) -> tuple[dict, list[str]]:
+    """This page's figures, and those of the page at --flat-against; the problems found."""
+    if args.flat_tokens < FLAT_FIRST + 2 * FLAT_WINDOW:
+        raise SystemExit(f"--flat-tokens must be at least {FLAT_FIRST + 2 * FLAT_WINDOW}")
+    answers = {"this page": flat_answers(playwright, url, args.flat_tokens, args.flat_rounds)}
+    if args.flat_against:
+        with tempfile.TemporaryDirectory(prefix="webgpu-bench-old-site-") as tmp:
+            root = old_site(args.flat_against, Path(tmp))
+            with serve(root, models=models) as old:
+                answers[args.flat_against] = flat_answers(playwright, old.url, args.flat_tokens, args.flat_rounds)
+    problems = []
+    for label, runs in answers.items():
+        problems += flat_problems(label, runs, args.flat_tokens, answers["this page"][0])
+    if problems:
+        return {}, problems
+    answers["ORT steps alone"] = ort_steps(playwright, url, args.flat_tokens, args.flat_rounds)
+    return {label: flat_figures(runs, args.flat_tokens) for label, runs in answers.items()}, problems
+
+
+def print_flat(figures: dict[str, dict], args: argparse.Namespace, problems: list[str], load: list[tuple]) -> None:
+    late = f"{args.flat_tokens - FLAT_WINDOW}-{args.flat_tokens}"
+    print(
+        f"\nflat (/chat?model={CHAT_MODEL}, WASM): one greedy answer of {args.flat_tokens} tokens, "
+        f"{args.flat_rounds} times per page (medians); time per token: the median time between two tokens shown"
+    )
+    labels = list(figures)
+    print(f"{'':40}" + "".join(f"{label:>18}" for label in labels))
+    for title, key, fmt in (
+        (f"ms per token, tokens {FLAT_FIRST}-{FLAT_FIRST + FLAT_WINDOW}", "early_ms", "{:.3f}"),
+        (f"ms per token, tokens {late}", "late_ms", "{:.3f}"),
+        (f"ratio ({late}) / ({FLAT_FIRST}-{FLAT_FIRST + FLAT_WINDOW})", "ratio", "{:.2f}x"),
+        ("whole answer, first to last token (ms)", "total_ms", "{:.0f}"),
+    ):
+        print(f"{title:40}" + "".join(f"{fmt.format(figures[label][key]):>18}" for label in labels))
+    if figures:
+        print("(ORT steps alone: the model's own steps, fed alike, in no chat: what the page cannot do less than)")
+    print("load average (1, 5, 15 min): " + " -> ".join(", ".join(f"{x:.2f}" for x in avg) for avg in load))
+    for problem in problems:
+        print(f"ERROR: {problem}")
+
+
+# ---------------------------------------------------------------------------------------------------------
 def chromium_version() -> str:
     return subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True).stdout.strip()
 
@@ -375,7 +563,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--chat-rounds", type=int, default=5, help="chat: answers per backend, and baseline runs")
     parser.add_argument("--chat-loads", type=int, default=3, help="chat: fresh-profile loads (and reloads) per backend")
     parser.add_argument("--chat-threads", type=int, help="chat: WASM threads (default: ONNX Runtime Web's choice)")
-    parser.add_argument("--only", choices=("digits", "chat"), help="run one demo's benchmark only")
+    parser.add_argument("--flat-tokens", type=int, default=500, help="flat: tokens of the long answer")
+    parser.add_argument("--flat-rounds", type=int, default=5, help="flat: long answers per page")
+    parser.add_argument(
+        "--flat-against", metavar="REV", help="flat: also the page at this git revision (e6853cc: before issue 23)"
+    )
+    parser.add_argument("--only", choices=("digits", "chat", "flat"), help="run one benchmark only")
     return parser.parse_args()
 
 
@@ -386,17 +579,22 @@ def main() -> int:
     print(f"site: {site} ({raw / 1e6:.2f} MB uncompressed)")
     with (
         tempfile.TemporaryDirectory(prefix="webgpu-bench-models-") as tmp,
-        serve(site, models=chat_models_dir(Path(tmp))) as server,
+        serve(site, models=(models := chat_models_dir(Path(tmp)))) as server,
         sync_playwright() as playwright,
     ):
-        digit_figures = digits(playwright, server.url, args) if args.only != "chat" else None
-        chat_results = chat(playwright, server.url, args) if args.only != "digits" else None
+        digit_figures = digits(playwright, server.url, args) if args.only in (None, "digits") else None
+        chat_results = chat(playwright, server.url, args) if args.only in (None, "chat") else None
+        load = [os.getloadavg()]
+        flat_results = flat(playwright, server.url, models, args) if args.only in (None, "flat") else None
+        load.append(os.getloadavg())
     if digit_figures:
         print_digits(digit_figures, args, raw)
     if chat_results:
         print_chat(*chat_results[:2], args, chat_results[2])
+    if flat_results:
+        print_flat(flat_results[0], args, flat_results[1], load)
     print(f"({chromium_version()}; nginx on {urlsplit(server.url).netloc}; WebGPU adapter: SwiftShader)")
-    return 1 if chat_results and chat_results[2] else 0
+    return 1 if (chat_results and chat_results[2]) or (flat_results and flat_results[1]) else 0
 
 
 if __name__ == "__main__":

@@ -79,6 +79,31 @@ def test_without_a_router_the_side_by_side_says_so_and_the_page_answers(chat, ch
     assert reason in page.page.inner_text("#server-answer")
 
 
+# Tiny model: 500 tokens in seconds on WASM. Characters split across tokens: test_chat_text_stream.py (the real
+# tokenizer, text and random ids) and test_chat_real_model.py (an emoji from the real model).
+LONG_TOKENS = 500
+
+
+def test_a_long_answer_is_streamed_as_exactly_its_full_decode(chat, chromium_plain: Browser, genai_reference) -> None:
+    """The page decodes each token's text from a few tokens and appends it to the message (issue 23): what it
+    streamed and what it shows must be the full decode of the answer, which is ONNX Runtime GenAI's text."""
+    page = chat(chromium_plain)
+    page.open(ep="wasm", tokens=LONG_TOKENS)
+    page.ready()
+    turn = page.send(PROMPT)
+    expected = genai_reference([{"role": "user", "content": PROMPT}], LONG_TOKENS)
+    assert (turn["reason"], turn["ids"]) == ("max_tokens", expected["answer_ids"])
+    assert turn["streamedText"] == turn["text"] == expected["answer"]
+    # The message on screen is that text, appended token by token into one text node.
+    answer = page.page.locator("#messages li[data-role='assistant']").last
+    assert answer.evaluate("(li) => [li.childNodes.length, li.firstChild.nodeType, li.textContent]") == [
+        1,
+        3,  # Node.TEXT_NODE
+        turn["text"],
+    ]
+    assert page.errors() == []
+
+
 # Tiny model: two turns in seconds; the real model's two turns (and its default system prompt) are in
 # test_chat_real_model.py.
 def test_a_conversation_goes_through_the_chat_template(chat, chromium_webgpu: Browser, genai_reference) -> None:

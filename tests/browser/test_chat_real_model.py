@@ -149,6 +149,28 @@ def test_what_is_the_capital_of_france_and_of_italy(first_visit: FirstVisit, gen
     assert second["messages"] == [*messages, {"role": "assistant", "content": second["text"]}]
 
 
+# SmolLM2 answers it with emoji of three byte tokens each (👋👐👐…); 11 tokens end inside the fourth.
+EMOJI = "Say hi with an emoji 👋"
+EMOJI_TOKENS = 11
+
+
+def test_emoji_split_across_tokens_stream_as_the_full_decode(first_visit: FirstVisit, genai_reference) -> None:
+    """The page shows each token's text as it comes, without decoding the whole answer again (issue 23): a
+    character split across tokens appears once it is whole, and an answer that ends inside one ends as the full
+    decode does (U+FFFD)."""
+    page = first_visit.page
+    turn = new_chat(page, EMOJI, tokens=EMOJI_TOKENS)
+    messages = [{"role": "user", "content": EMOJI}]
+    expected = genai_reference(messages, EMOJI_TOKENS, model=REAL_MODEL, float32_activations=True)
+    assert turn["ids"] == expected["ids"]
+    assert turn["streamedText"] == turn["text"] == expected["answer"]
+    assert turn["text"].startswith("👋") and turn["text"].endswith("\ufffd")
+    # Fewer characters than tokens: characters made of several tokens.
+    assert len(turn["text"]) < len(turn["ids"])
+    shown = page.page.locator("#messages li[data-role='assistant']").last.text_content()
+    assert shown == turn["text"]
+
+
 def test_a_second_visit_reads_the_model_from_the_browser_cache(first_visit: FirstVisit, genai_reference) -> None:
     page = first_visit.page
     page.requests.clear()

@@ -203,24 +203,41 @@ function nextTask() {
   });
 }
 
+/** A Text node that replaces element's content, for an answer's text to be appended to (appendData) as it comes:
+ * each token then costs its own text, not a rewrite of the whole answer. */
+function textSink(element) {
+  const node = document.createTextNode('');
+  element.replaceChildren(node);
+  return node;
+}
+
 async function answerInBrowser(prompt, options, item) {
   const generation = state.model.generate(prompt.ids, { ...options, shouldStop: () => state.turn.stop });
+  const stream = state.model.textStream();
+  const shown = textSink(item);
   const started = performance.now();
   const ids = [];
-  let text = '';
   let firstAt = null;
   let next;
   while (!(next = await generation.next()).done) {
     firstAt ??= performance.now();
     ids.push(next.value.id);
-    text = next.value.text;
-    item.textContent = text;
+    shown.appendData(stream.push(next.value.id));
     await nextTask();
   }
   const ended = performance.now();
+  shown.appendData(stream.end());
+  // One full decode per answer: the streamed text must be exactly that (tests/browser check they are); if a
+  // tokenizer's decoder ever made them differ, the full decode is the answer, shown and kept.
+  const text = state.model.decode(ids);
+  if (stream.text !== text) {
+    console.warn('the streamed text differs from the full decode of the answer; showing the full decode');
+    shown.data = text;
+  }
   return {
     ids,
     text,
+    streamedText: stream.text,
     reason: next.value,
     ttftMs: firstAt === null ? null : firstAt - started,
     tokensPerSecond: ids.length > 1 ? ((ids.length - 1) * 1000) / (ended - firstAt) : null,
@@ -236,15 +253,14 @@ async function answerOnServer(messages, options) {
     return { model: null, error: why };
   }
   $('server-answer').textContent = '…';
+  let shown = null; // the ellipsis stays until the first text
   try {
     const result = await askServer({
       model,
       messages,
       ...options,
       signal: state.turn.abort.signal,
-      onText: (text) => {
-        $('server-answer').textContent = text;
-      },
+      onText: (delta) => (shown ??= textSink($('server-answer'))).appendData(delta),
     });
     return { model, ...result };
   } catch (error) {

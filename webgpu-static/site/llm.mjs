@@ -1,8 +1,9 @@
 // A chat model in the page: the tokenizer and chat template of a model folder (Hugging Face's tokenizers and
 // jinja libraries), its decoder on ONNX Runtime Web, and the generation loop (KV cache, greedy or
-// temperature/top-p sampling, stop, max tokens) that streams text as it goes.
+// temperature/top-p sampling, stop, max tokens) that yields token ids as it goes, and their text as a stream.
 import { pickToken } from './sampling.mjs';
 import { ModelError } from './model-files.mjs';
+import { TextStream } from './text-stream.mjs';
 
 function specialToken(value) {
   return typeof value === 'string' ? value : value?.content ?? '';
@@ -106,7 +107,12 @@ export class ChatModel {
   }
 
   decode(ids) {
-    return this.tokenizer.decode(ids, { skip_special_tokens: true });
+    return ids.length ? this.tokenizer.decode(ids, { skip_special_tokens: true }) : '';
+  }
+
+  /** The text of an answer token by token (text-stream.mjs): push(id) -> the new text, end() -> the rest. */
+  textStream() {
+    return new TextStream((ids) => this.decode(ids));
   }
 
   emptyCache() {
@@ -121,7 +127,7 @@ export class ChatModel {
   }
 
   /**
-   * Generates after promptIds, yielding {id, text (the whole answer so far), step} per token. Stops at an
+   * Generates after promptIds, yielding {id, step} per token. Stops at an
    * end-of-sequence token, after maxTokens, at the model's context length, or when shouldStop() is true.
    * The return value says why: 'eos' | 'max_tokens' | 'context' | 'stopped'.
    */
@@ -140,13 +146,16 @@ export class ChatModel {
     const hasPositions = this.names.position_ids && this.session.inputNames.includes(this.names.position_ids);
     let step = promptIds.map(BigInt);
     let total = promptIds.length;
-    const answer = [];
+    let answer = 0;
+    // The attention mask is all ones: one buffer, doubled when the conversation outgrows it, viewed at each step.
+    let ones = new BigInt64Array(0);
     for (;;) {
       if (shouldStop()) return 'stopped';
-      if (answer.length >= maxTokens) return 'max_tokens';
+      if (answer >= maxTokens) return 'max_tokens';
       if (total >= this.contextLength) return 'context';
+      if (ones.length < total) ones = new BigInt64Array(Math.min(2 * total, this.contextLength)).fill(1n);
       feeds[this.names.input_ids] = new ort.Tensor('int64', BigInt64Array.from(step), [1, step.length]);
-      feeds[this.names.attention_mask] = new ort.Tensor('int64', new BigInt64Array(total).fill(1n), [1, total]);
+      feeds[this.names.attention_mask] = new ort.Tensor('int64', ones.subarray(0, total), [1, total]);
       if (hasPositions) {
         const positions = BigInt64Array.from({ length: step.length }, (_, i) => BigInt(total - step.length + i));
         feeds[this.names.position_ids] = new ort.Tensor('int64', positions, [1, step.length]);
@@ -163,8 +172,8 @@ export class ChatModel {
         }
       }
       if (this.eos.has(id)) return 'eos';
-      answer.push(id);
-      yield { id, text: this.decode(answer), step: answer.length };
+      answer += 1;
+      yield { id, step: answer };
       step = [BigInt(id)];
       total += 1;
     }

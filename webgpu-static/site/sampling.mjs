@@ -12,7 +12,8 @@ export function argmax(values) {
 /**
  * The next token id. Greedy when temperature is 0; otherwise softmax(logits / temperature), kept to the
  * smallest set of most likely tokens whose probabilities reach topP (nucleus sampling), drawn with random().
- * Sorting the whole vocabulary costs a few ms for 150k tokens: cheap next to a decoding step.
+ * Only a nucleus needs the vocabulary sorted (a few ms for 150k tokens): at topP 1 every token is kept, and the
+ * draw walks them in id order, which gives each the same probability.
  */
 export function pickToken(logits, { temperature = 0, topP = 1 } = {}, random = Math.random) {
   if (!(temperature > 0)) return argmax(logits);
@@ -23,6 +24,7 @@ export function pickToken(logits, { temperature = 0, topP = 1 } = {}, random = M
     weights[i] = Math.exp((logits[i] - logits[top]) / temperature);
     sum += weights[i];
   }
+  if (topP >= 1) return draw(weights, weights.keys(), sum, random);
   const order = Array.from(weights.keys()).sort((a, b) => weights[b] - weights[a] || a - b);
   const keep = [];
   let kept = 0;
@@ -31,10 +33,18 @@ export function pickToken(logits, { temperature = 0, topP = 1 } = {}, random = M
     kept += weights[id];
     if (kept >= topP * sum) break;
   }
-  let draw = random() * kept;
-  for (const id of keep) {
-    draw -= weights[id];
-    if (draw < 0) return id;
+  return draw(weights, keep, kept, random);
+}
+
+/** One of ids, each with probability weights[id] / total (their sum); if rounding leaves a remainder, the last
+ * one with a weight (a token whose weight underflowed to 0 is never drawn). */
+function draw(weights, ids, total, random) {
+  let left = random() * total;
+  let last = 0;
+  for (const id of ids) {
+    left -= weights[id];
+    if (left < 0) return id;
+    if (weights[id] > 0) last = id;
   }
-  return keep[keep.length - 1];
+  return last;
 }

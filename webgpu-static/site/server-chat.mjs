@@ -43,8 +43,9 @@ export async function serverModels() {
 }
 
 /**
- * Streams one answer from the router. onText(textSoFar) per chunk. Returns {text, ttftMs, tokens,
- * tokensPerSecond, durationMs}; tokens from the usage the router reports, else one per content chunk.
+ * Streams one answer from the router. onText(delta) per chunk with text: the text it adds. Returns {text (the
+ * whole answer), ttftMs, tokens, tokensPerSecond, durationMs}; tokens from the usage the router reports, else one
+ * per content chunk.
  */
 export async function askServer({ model, messages, maxTokens, temperature, topP, signal, onText }) {
   const started = performance.now();
@@ -89,7 +90,7 @@ export async function askServer({ model, messages, maxTokens, temperature, topP,
         firstAt ??= performance.now();
         chunks += 1;
         text += delta;
-        onText(text);
+        onText(delta);
       }
     }
   }
