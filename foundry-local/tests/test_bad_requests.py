@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from foundry_common.protocol import CONTEXT_FIELDS, CONTEXT_LENGTH_EXCEEDED
 from tests.support.process import GatewayProcess, metric_sum
 
 pytestmark = pytest.mark.integration
@@ -134,7 +135,8 @@ def assert_refused(response: httpx.Response, status: int | None = None) -> dict:
         assert response.status_code == status, response.text[:500]
     assert response.headers["content-type"].startswith("application/json")
     error = response.json()["error"]
-    assert set(error) == ERROR_KEYS, error
+    extra = CONTEXT_FIELDS if error.get("code") == CONTEXT_LENGTH_EXCEEDED else ()  # the counts, for programs
+    assert ERROR_KEYS <= set(error) <= ERROR_KEYS | set(extra), error
     assert isinstance(error["message"], str) and len(error["message"]) >= 20, error
     assert error["type"] == "invalid_request_error"
     assert isinstance(error["code"], str) and error["code"]
@@ -315,7 +317,7 @@ def test_non_json_content_types_are_refused(gateway: GatewayProcess, http: httpx
 def test_wrong_methods_are_refused_with_the_allowed_one(
     gateway: GatewayProcess, http: httpx.Client, model_id: str
 ) -> None:
-    routes = {CHAT: "POST", "/v1/models": "GET", "/healthz": "GET", "/metrics": "GET"}
+    routes = {CHAT: "POST", "/v1/models": "GET", "/healthz": "GET", "/readyz": "GET", "/metrics": "GET"}
     # Methods the HTTP parser knows (it refuses others before the app); HEAD is allowed with GET, and its
     # answer has no body to check.
     methods = st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "PROPFIND", "PURGE"])
@@ -385,6 +387,9 @@ def test_over_context_prompt_is_a_400_that_states_the_limit(http: httpx.Client, 
     assert "and max_tokens (4) need" in message
     assert "more than the model's context of 4096 tokens: shorten the conversation" in message
     assert ".cc:" not in message and "fl::" not in message, "no C++ source locations for the client"
+    # The runtime's own refusal, read once (chat_request.runtime_budget), comes out with its counts as fields.
+    assert error["max_tokens"] == 4 and error["context_tokens"] == CONTEXT and error["room"] == 0
+    assert error["prompt_tokens"] > CONTEXT and f"The prompt ({error['prompt_tokens']} tokens)" in message
 
 
 def test_default_max_tokens_that_does_not_fit_says_what_would(http: httpx.Client, model_id: str) -> None:
@@ -398,6 +403,7 @@ def test_default_max_tokens_that_does_not_fit_says_what_would(http: httpx.Client
     error = assert_refused(post_json(http, {"model": model_id, "messages": messages}), 400)
     assert f"The prompt ({prompt_tokens} tokens) and max_tokens (512, the default" in error["message"]
     assert f"or send a max_tokens of at most {CONTEXT - prompt_tokens}." in error["message"]
+    assert (error["prompt_tokens"], error["max_tokens"], error["room"]) == (prompt_tokens, 512, CONTEXT - prompt_tokens)
 
 
 def test_max_tokens_over_the_context_is_refused_before_the_runtime(http: httpx.Client, model_id: str) -> None:

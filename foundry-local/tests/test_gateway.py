@@ -42,11 +42,11 @@ def test_models_state_each_models_context_length(gateway: GatewayProcess) -> Non
     assert model["context_length"] == 4096
 
 
-def test_healthz_reports_the_ready_model(gateway: GatewayProcess, model_id: str) -> None:
-    response = gateway.healthz()
-    assert response.status_code == 200
-    assert response.json()["state"] == "ready"
-    assert response.json()["models"] == [model_id]
+def test_healthz_and_readyz_report_the_ready_model(gateway: GatewayProcess, model_id: str) -> None:
+    for response in (gateway.healthz(), gateway.readyz()):
+        assert response.status_code == 200
+        assert response.json()["state"] == "ready"
+        assert response.json()["models"] == [model_id]
 
 
 def test_non_streaming_chat(client: openai.OpenAI, model_id: str) -> None:

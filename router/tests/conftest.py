@@ -22,6 +22,13 @@ class Fleet:
         self.upstreams.append(upstream)
         return upstream
 
+    def paced_with(self, *flags: str, **options: float) -> PacedUpstream:
+        """A paced upstream started with paced_upstream.py's other flags (--completions, --embeddings, --model ID,
+        --alias NAME, --refuse-field NAME …)."""
+        upstream = start_paced_upstream(flags=flags, **options)  # type: ignore[arg-type]
+        self.upstreams.append(upstream)
+        return upstream
+
     def router(self, urls: list[str], **env: str) -> RouterProcess:
         router = start_router(self.tmp / f"router-{len(self.routers)}", urls, **env)
         self.routers.append(router)

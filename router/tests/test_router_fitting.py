@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from foundry_common.chat_request import Budget, context_refusal
+from foundry_common.protocol import error_body
 from foundry_router.fitting import estimate_prompt_tokens, fit_max_tokens, has_max_tokens, room_from_refusal
 
 pytestmark = pytest.mark.unit
@@ -36,29 +40,31 @@ def test_the_estimate_counts_text_and_parts_generously() -> None:
         {"role": "system", "content": "x" * 30},
         {"role": "user", "content": [{"type": "text", "text": "y" * 31}, {"type": "image_url", "image_url": {}}]},
     ]
-    assert estimate_prompt_tokens(messages) == 10 + 11 + 2 * 4
+    assert estimate_prompt_tokens(messages) == 10 + 11 + 2 * 4  # three characters per token, rounded up
     assert estimate_prompt_tokens("not a list") == 0
 
 
-def test_room_from_the_gateways_refusal() -> None:
-    message = (
-        "The prompt (3950 tokens) and max_tokens (512, the default added when a request sends none) need 4462 "
-        "tokens, more than the model's context of 4096 tokens: shorten the conversation."
-    )
-    assert room_from_refusal(message) == 146
+def test_room_from_a_refusal_written_by_the_gateways_code() -> None:
+    # The contract: the router reads the fields the gateway's own code writes (not a copy of its sentence).
+    refusal = context_refusal(Budget(prompt=3950, output=512, context=4096), max_tokens_defaulted=True)
+    assert room_from_refusal(refusal.body) == 146
+    reworded = json.loads(refusal.body)
+    reworded["error"]["message"] = "Reworded: nothing to parse here."
+    assert room_from_refusal(json.dumps(reworded).encode()) == 146
 
 
 def test_room_from_the_runtimes_own_refusal() -> None:
-    message = "Request requires 4462 total tokens (3950 input + 512 output), exceeding the context length of 4096."
-    assert room_from_refusal(message) == 146
+    # The host's Foundry Local runtime, straight behind the router: its own words (as in test_chat_request.py).
+    message = "request requires 4462 total tokens (3950 input + 512 output), which exceeds the model's maximum "
+    message += "context length of 4096 tokens"
+    assert room_from_refusal(error_body(message, "runtime_error")) == 146
 
 
 def test_no_room_or_no_counts_is_none() -> None:
-    assert (
-        room_from_refusal("The prompt (5000 tokens) and max_tokens (1) need 5001, more than the context of 4096 tokens")
-        is None
-    )
-    assert room_from_refusal("Invalid 'temperature'") is None
+    too_long = context_refusal(Budget(prompt=5000, output=1, context=4096), max_tokens_defaulted=False)
+    assert room_from_refusal(too_long.body) is None
+    assert room_from_refusal(error_body("Invalid 'temperature'", "invalid_value")) is None
+    assert room_from_refusal(b"not json") is None
 
 
 def test_max_completion_tokens_counts_as_sent() -> None:

@@ -116,3 +116,21 @@ def test_unreachable_upstream_is_a_probe_error() -> None:
 def test_server_with_no_model_list_is_a_probe_error() -> None:
     with pytest.raises(ProbeError, match="unexpected answer"):
         run_probe({"/v1/models": (200, {"hello": "world"})})
+
+
+def test_aliases_the_upstream_reports_are_kept_beside_the_ids() -> None:
+    """The embedded gateway's `alias` field; an alias equal to its id, or empty, says nothing and is left out."""
+    listing = {
+        "data": [
+            {"id": "smollm2-135m-instruct-generic-cpu:1", "alias": "smollm2-135m-instruct"},
+            {"id": "same", "alias": "same"},
+            {"id": "none", "alias": ""},
+            {"id": "plain"},
+        ]
+    }
+    result = run_probe(
+        {"/healthz": (200, {"state": "ready", "message": "ok"}), "/v1/models": (200, listing)}, known="foundry-embedded"
+    )
+    assert result.models == ("smollm2-135m-instruct-generic-cpu:1", "same", "none", "plain")
+    assert result.aliases == {"smollm2-135m-instruct": "smollm2-135m-instruct-generic-cpu:1"}
+    assert run_probe({"/v1/models": (200, listing)}).aliases == result.aliases  # a plain OpenAI server too

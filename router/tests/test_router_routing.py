@@ -15,10 +15,10 @@ EMBEDDED = Upstream("foundry-local:5273", "http://foundry-local:5273/v1", "k")
 CLOUD = Upstream("api.cloud.test", "https://api.cloud.test/v1", "secret", cloud=True, fixed_model="big-model")
 
 
-def status(upstream: Upstream, up: bool, *models: str) -> UpstreamStatus:
-    return UpstreamStatus(
-        upstream, Slots(cap=4, queue_size=8), state="up" if up else "down", models=models, error="" if up else "refused"
-    )
+def status(upstream: Upstream, up: bool, *models: str, aliases: dict[str, str] | None = None) -> UpstreamStatus:
+    state, error = ("up", "") if up else ("down", "refused")
+    slots = Slots(cap=4, queue_size=8)
+    return UpstreamStatus(upstream, slots, state=state, models=models, error=error, aliases=aliases or {})
 
 
 def names(plan) -> list[str]:
@@ -129,3 +129,39 @@ def test_the_cloud_tier_only_after_every_local_one() -> None:
     by = {s.upstream: s for s in statuses}
     assert [t.upstream for t in least_busy(list(plan.targets), by)] == [HOST]
     assert [t.upstream for t in least_busy([t for t in plan.targets if t.upstream != HOST], by)] == [CLOUD]
+
+
+def test_an_alias_is_routed_to_the_model_it_names_on_each_upstream() -> None:
+    """Every upstream with a loaded model under that alias is a candidate, asked for its own id."""
+    statuses = [
+        status(HOST, True, "phi-4-mini-cpu:5", aliases={"phi-4-mini": "phi-4-mini-cpu:5"}),
+        status(EMBEDDED, True, "phi-4-mini-gpu:4", "qwen", aliases={"phi-4-mini": "phi-4-mini-gpu:4"}),
+    ]
+    plan = plan_route(statuses, "phi-4-mini", "local", 10, 0)
+    assert [(t.upstream.name, t.model) for t in plan.targets] == [
+        (HOST.name, "phi-4-mini-cpu:5"),
+        (EMBEDDED.name, "phi-4-mini-gpu:4"),
+    ]
+    # The least busy of them is picked, as for an id.
+    statuses[0].slots.take()
+    ordered = least_busy(list(plan.targets), {s.upstream: s for s in statuses})
+    assert ordered[0].model == "phi-4-mini-gpu:4"
+
+
+def test_an_exact_id_wins_over_an_alias_of_the_same_name() -> None:
+    statuses = [
+        status(HOST, True, "phi-4-mini-cpu:5", aliases={"phi-4-mini": "phi-4-mini-cpu:5"}),
+        status(EMBEDDED, True, "phi-4-mini"),
+    ]
+    plan = plan_route(statuses, "phi-4-mini", "local", 10, 0)
+    assert [(t.upstream.name, t.model) for t in plan.targets] == [(EMBEDDED.name, "phi-4-mini")]
+
+
+def test_an_alias_of_a_model_no_longer_loaded_or_of_a_down_upstream_is_no_candidate() -> None:
+    statuses = [
+        status(HOST, False, aliases={"phi-4-mini": "phi-4-mini-cpu:5"}),
+        status(EMBEDDED, True, "qwen", aliases={"phi-4-mini": "phi-4-mini-gpu:4", "q": "qwen"}),
+    ]
+    plan = plan_route(statuses, "phi-4-mini", "local", 10, 0)
+    assert (plan.targets, plan.status) == ((), 404)
+    assert "loaded now: qwen (alias q)" in plan.problem

@@ -36,8 +36,10 @@ def start_paced_upstream(
     break_mid_event: bool = False,
     downloading: float | None = None,
     port: int | None = None,
+    flags: tuple[str, ...] = (),
 ) -> PacedUpstream:
-    """Start it and wait until it answers; `port` restarts one on the address it had."""
+    """Start it and wait until it answers; `port` restarts one on the address it had; `flags` are paced_upstream.py's
+    other options as on its command line (--completions, --model ID, --refuse-field NAME …)."""
     port = port or free_port()
     args = [
         sys.executable, str(Path(__file__).with_name("paced_upstream.py")), str(port),
@@ -48,6 +50,7 @@ def start_paced_upstream(
         args += ["--downloading", str(downloading)]
     if break_mid_event:
         args.append("--break-mid-event")
+    args += flags
     upstream = PacedUpstream(subprocess.Popen(args), f"http://127.0.0.1:{port}/v1")
 
     def up() -> bool:

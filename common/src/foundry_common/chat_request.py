@@ -12,6 +12,9 @@ import json
 import math
 import re
 import sys
+from dataclasses import dataclass
+
+from foundry_common.protocol import CONTEXT_LENGTH_EXCEEDED, error_body
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 MAX_DEPTH = 100  # far beyond any real request (tool schemas included); deeper JSON is refused, not recursed into
@@ -30,7 +33,8 @@ _BUDGET = re.compile(
 
 
 class RequestError(Exception):
-    """A request we refuse, with the status and the message the client gets."""
+    """A request we refuse, with the status and the message the client gets; `fields` go into the error object too
+    (for programs: e.g. the counts of a context overflow, protocol.CONTEXT_FIELDS)."""
 
     def __init__(
         self,
@@ -39,9 +43,26 @@ class RequestError(Exception):
         code: str,
         error_type: str = "invalid_request_error",
         param: str | None = None,
+        fields: dict[str, object] | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.message, self.code, self.error_type, self.param = status, message, code, error_type, param
+        self.fields = fields or {}
+
+    @property
+    def body(self) -> bytes:
+        """The OpenAI error body the client gets."""
+        return error_body(self.message, self.code, self.error_type, self.param, **self.fields)
+
+
+def requested_model(payload: dict, choices: str) -> str:
+    """The request's model id, or a 400 that says to send one of `choices` (said for people)."""
+    model = payload.get("model")
+    if model is None or model == "":
+        raise RequestError(400, f"'model' is required: send {choices}.", "model_missing", param="model")
+    if not isinstance(model, str):
+        raise RequestError(400, f"Invalid 'model': must be a string, {choices}.", "invalid_type", param="model")
+    return model
 
 
 # -- the body as a whole ---------------------------------------------------------------------------
@@ -244,8 +265,9 @@ def _check_token_budget(payload: dict, name: str, context_length: int | None) ->
             400,
             f"Invalid '{name}': {value} is more than {context}, which must hold the prompt as well: "
             f"send a smaller {name}, or leave it out for a default that fits.",
-            "context_length_exceeded",
+            CONTEXT_LENGTH_EXCEEDED,
             param=name,
+            fields={"max_tokens": value, **({"context_tokens": context_length} if context_length else {})},
         )
 
 
@@ -343,32 +365,94 @@ def runtime_wording(message: str) -> RequestError | None:
     return None
 
 
+# About three characters per token for English text with BPE tokenizers, rounded up: estimates err on the safe
+# side (a prompt judged longer than it is). Used wherever a service guesses tokens without the model's tokenizer.
+CHARS_PER_TOKEN = 3
+TOKENS_PER_MESSAGE = 4  # role markers and separators of a chat template
+
+
+def estimate_prompt_tokens(messages: object) -> int:
+    """A generous token count of the messages' text (strings and text parts)."""
+    if not isinstance(messages, list):
+        return 0
+    chars = 0
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):
+            chars += sum(
+                len(p.get("text", "")) for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+            )
+    return -(-chars // CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(messages)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The tokens a request needs against the model's context, as the runtime counted them."""
+
+    prompt: int
+    output: int  # max_tokens
+    context: int
+
+    @property
+    def room(self) -> int:
+        """Output tokens that fit after this prompt (0 or less: the prompt alone is too long)."""
+        return self.context - self.prompt
+
+
+def runtime_budget(message: str) -> Budget | None:
+    """The counts in the Foundry Local runtime's own context refusal ('requires N total tokens (P input + O output)
+    ... context length of C'). Its wording is the runtime's, not ours: it is read here and nowhere else."""
+    match = _BUDGET.search(message)
+    if match is None:
+        return None
+    _, prompt, output, context = (int(group) for group in match.groups())
+    return Budget(prompt, output, context)
+
+
 def context_exceeded(message: str, max_tokens_defaulted: bool) -> RequestError | None:
-    """The runtime's 'request requires N total tokens ...' refusal, said as what to do about it.
+    """The runtime's 'request requires N total tokens ...' refusal, said as what to do about it, with the counts as
+    fields (protocol.CONTEXT_FIELDS) for programs.
 
     The runtime counts the prompt's tokens with the model's own tokenizer before generating (about 0.1 s
     for a 1 MB prompt), so the gateway words its answer rather than estimating tokens itself.
     """
-    match = _BUDGET.search(message)
-    if match is None:
-        return None
-    total, prompt, output, context = (int(group) for group in match.groups())
-    budget = f"max_tokens ({output}"
-    budget += ", the default added when a request sends none)" if max_tokens_defaulted else ")"
-    room = context - prompt
+    budget = runtime_budget(message)
+    return None if budget is None else context_refusal(budget, max_tokens_defaulted)
+
+
+def context_refusal(budget: Budget, max_tokens_defaulted: bool) -> RequestError:
+    """A request whose prompt and max_tokens do not fit the context: what to change, and the counts."""
+    prompt, output, context, room = budget.prompt, budget.output, budget.context, budget.room
+    said = f"max_tokens ({output}"
+    said += ", the default added when a request sends none)" if max_tokens_defaulted else ")"
     if room <= 0:
         advice = "shorten the conversation (the prompt alone is longer than the context)"
     elif max_tokens_defaulted:
         advice = f"shorten the conversation or send a max_tokens of at most {room}"
     else:
         advice = f"shorten the conversation or lower max_tokens to at most {room}"
+    fields = {"prompt_tokens": prompt, "max_tokens": output, "context_tokens": context, "room": max(room, 0)}
     return RequestError(
         400,
-        f"The prompt ({prompt} tokens) and {budget} need {total} tokens, more than the model's context of "
+        f"The prompt ({prompt} tokens) and {said} need {prompt + output} tokens, more than the model's context of "
         f"{context} tokens: {advice}.",
-        "context_length_exceeded",
+        CONTEXT_LENGTH_EXCEEDED,
         param="messages",
+        fields=fields,
     )
+
+
+def context_room(error: dict) -> int | None:
+    """From an upstream's error object: the output tokens that fit, when it is a context overflow that says (our
+    structured fields, or the host runtime's own sentence when the router talks to it directly); else None."""
+    if error.get("code") == CONTEXT_LENGTH_EXCEEDED and _is_int(error.get("room")):
+        return error["room"]
+    budget = runtime_budget(str(error.get("message", "")))
+    return budget.room if budget is not None else None
 
 
 # -- wording ---------------------------------------------------------------------------------------

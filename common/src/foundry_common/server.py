@@ -1,17 +1,28 @@
-"""Serving an ASGI app as the services here do: our JSON logs only (no access lines), and a bounded drain."""
+"""Serving an ASGI app as the services here do: our JSON logs only (no access lines), a bounded drain, and the
+answers every service gives the same way (a refusal in the OpenAI shape, an unknown route, a bug)."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib
+import json
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from types import FrameType
+from typing import Any
 
 import structlog
 import uvicorn
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 from uvicorn.config import STARTUP_FAILURE
 
+from foundry_common.chat_request import RequestError
 from foundry_common.drain import Drain
+from foundry_common.logs import configure_logging
 
 # Once uvicorn stops (at once, or after a Drain), open HTTP answers get this long before they are cut. Docker waits
 # 10 s after SIGTERM by default before it kills.
@@ -51,6 +62,17 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
+def run_service(settings: Any, app_factory: str, event: str, quiet: tuple[str, ...] = (), **fields: object) -> None:
+    """A service's `main` once its settings are read: our logging, then its app (imported only then: frameworks such
+    as Chainlit log while they load), one line saying where it listens, and uvicorn with the app's drain.
+    `app_factory` is "module:function", called with the settings; `quiet` are loggers kept to warnings."""
+    configure_logging(settings.log_level, settings.log_format, quiet=quiet)
+    module, _, name = app_factory.partition(":")
+    app = getattr(importlib.import_module(module), name)(settings)
+    structlog.get_logger(module.split(".")[0]).info(event, host=settings.host, port=settings.port, **fields)
+    serve(app, settings.host, settings.port, drain=app.state.drain)
+
+
 def serve(app: object, host: str, port: int, drain: Drain | None = None) -> None:
     options = {"host": host, "port": port, "log_config": None, "access_log": False}
     if drain is None:
@@ -62,3 +84,49 @@ def serve(app: object, host: str, port: int, drain: Drain | None = None) -> None
         server.run()
     if not server.started:
         sys.exit(STARTUP_FAILURE)  # as uvicorn.run: it could not start (e.g. its port is taken)
+
+
+def error_response(error: RequestError, headers: dict[str, str] | None = None) -> Response:
+    """The refusal as the client gets it: its status and the OpenAI error body."""
+    return Response(error.body, status_code=error.status, media_type="application/json", headers=headers)
+
+
+def draining_response(message: str) -> Response:
+    """A draining service's /healthz: 503, so that a load balancer sends new work to other replicas; `message` says
+    what happens to the work in flight."""
+    return Response(json.dumps({"status": "stopping", "message": message}), 503, media_type="application/json")
+
+
+def internal_error(service: str, request_id: str, exc: BaseException) -> RequestError:
+    """The answer to a bug of ours on one request (after it is logged): a 500 in the OpenAI shape, with the id to
+    find it in the log."""
+    message = f"The {service} failed on this request ({type(exc).__name__}); request id {request_id}."
+    return RequestError(500, message, "internal_error", "server_error")
+
+
+def served_routes(request: Request) -> str:
+    """The app's routes, for people: "GET /v1/models, POST /v1/chat/completions, … and GET /metrics"."""
+    names = [
+        f"{' or '.join(sorted(m for m in route.methods or () if m != 'HEAD'))} {route.path}"
+        for route in request.app.routes
+        if isinstance(route, Route)
+    ]
+    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else "".join(names)
+
+
+def not_routed(service: str) -> Callable[[Request, HTTPException], Awaitable[Response]]:
+    """The handler of Starlette's own 404 and 405 (plain text): said in the OpenAI shape, with the routes there are."""
+
+    async def handler(request: Request, exc: HTTPException) -> Response:
+        where = f"{request.method} {request.url.path}"
+        if exc.status_code == 405:
+            allowed = [m.strip() for m in (exc.headers or {}).get("Allow", "").split(",")]
+            allowed_text = " or ".join(sorted(m for m in allowed if m != "HEAD")) or "HEAD"  # HEAD comes with GET
+            message = f"{where} is not supported: use {allowed_text} {request.url.path}."
+            return error_response(RequestError(405, message, "method_not_allowed"), dict(exc.headers or {}))
+        if exc.status_code == 404:
+            message = f"There is no {where} here: this {service} serves {served_routes(request)}."
+            return error_response(RequestError(404, message, "unknown_route"))
+        return error_response(RequestError(exc.status_code, str(exc.detail), "http_error"), exc.headers)
+
+    return handler

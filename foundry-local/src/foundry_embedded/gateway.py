@@ -1,4 +1,4 @@
-"""The gateway: the only routes of the runtime that leave the container, plus health and metrics.
+"""The gateway: the only routes of the runtime that leave the container, plus health, readiness and metrics.
 
 Anything not routed here (the runtime's /shutdown, /models/load/..., /status, ...) is a 404, because
 the runtime itself listens on loopback inside the container and only this app forwards to it.
@@ -31,10 +31,13 @@ from foundry_common.chat_request import (
     check_chat_request,
     clean_runtime_message,
     context_exceeded,
+    requested_model,
     runtime_wording,
 )
-from foundry_common.protocol import TOOLS_IGNORED_HEADER
+from foundry_common.protocol import CHAT_ROUTE, TOOLS_IGNORED_HEADER, error_message
+from foundry_common.relay import WholeLines, error_event, first_event, stream_error
 from foundry_common.request_body import read_payload
+from foundry_common.server import error_response, internal_error, not_routed
 from foundry_common.sse import StreamWatcher
 from foundry_embedded.metrics import Metrics
 from foundry_embedded.runtime import EmbeddedRuntime, ServedModel, Status
@@ -42,26 +45,7 @@ from foundry_embedded.settings import Settings
 
 log = structlog.get_logger("foundry_embedded.gateway")
 
-CHAT_ROUTE = "/v1/chat/completions"
-ROUTES = "GET /v1/models, POST /v1/chat/completions, GET /healthz and GET /metrics"
-FIRST_EVENT_LIMIT = 65536  # bytes read for the first SSE event of a stream before relaying as it is
 TOOL_FIELDS = ("tools", "tool_choice", "parallel_tool_calls")
-
-
-def error_response(
-    status: int,
-    message: str,
-    code: str,
-    error_type: str = "invalid_request_error",
-    param: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    # The OpenAI error shape, so OpenAI clients surface the message as it is. ASCII-escaped JSON: a
-    # message that quotes the client's input can never fail to encode.
-    error = {"message": message, "type": error_type, "param": param, "code": code}
-    return Response(
-        json.dumps({"error": error}).encode(), status_code=status, media_type="application/json", headers=headers
-    )
 
 
 def status_body(status: Status) -> dict:
@@ -113,6 +97,14 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 
 
 async def healthz(request: Request) -> Response:
+    # Liveness: 200 while the service runs, whatever its model is doing (a first download can take many minutes,
+    # and nothing should wait for it or restart it meanwhile); 503 only while it stops. The body says the state.
+    status = gateway_of(request).runtime.status
+    return JSONResponse(status_body(status), status_code=503 if status.state == "stopping" else 200)
+
+
+async def readyz(request: Request) -> Response:
+    # Readiness: 200 once the model is loaded and served; 503 with the same body before (and after a failure).
     status = gateway_of(request).runtime.status
     return JSONResponse(status_body(status), status_code=200 if status.ready else 503)
 
@@ -163,13 +155,12 @@ async def chat_completions(request: Request) -> Response:
     except RequestError as exc:
         gateway.metrics.failed(CHAT_ROUTE, model_label, exc.code)
         finish(gateway.metrics, model_label, exc.status, started, request_id, error=exc.code, message=exc.message)
-        return error_response(exc.status, exc.message, exc.code, exc.error_type, exc.param)
+        return error_response(exc)
     except Exception as exc:  # a bug here: still an answer in the OpenAI shape, counted and logged
         log.exception("chat_completion_failed", request_id=request_id)
         gateway.metrics.failed(CHAT_ROUTE, model_label, "internal_error")
         finish(gateway.metrics, model_label, 500, started, request_id, error="internal_error")
-        message = f"The gateway failed on this request ({type(exc).__name__}); request id {request_id}."
-        return error_response(500, message, "internal_error", "server_error")
+        return error_response(internal_error("gateway", request_id, exc))
     finally:
         structlog.contextvars.unbind_contextvars("request_id")
 
@@ -217,11 +208,11 @@ async def forward(
         if upstream.status != 200:
             body = await upstream.read()
             upstream.close()
-            raise runtime_refusal(upstream.status, upstream_message(body), defaulted)
+            raise runtime_refusal(upstream.status, error_message(body, limit=100_000), defaulted)
         if payload.get("stream") is True:
             # The runtime refuses some requests (over the context) in the first event of a 200
             # stream: read that one event first, so that the client gets a 4xx for them too.
-            head = await first_event(upstream)
+            head = await first_event(upstream.content.iter_any())
             if (refusal := stream_refusal(head, defaulted)) is not None:
                 upstream.close()
                 raise refusal
@@ -242,22 +233,26 @@ async def forward(
 async def relay(
     metrics: Metrics, upstream: aiohttp.ClientResponse, head: bytes, model: str, started: float, request_id: str
 ) -> AsyncIterator[bytes]:
-    watcher = StreamWatcher(started)
+    """The runtime's stream passed on in whole lines (foundry_common.relay): a runtime cut mid-event leaves the
+    client the whole events before the cut, then one error event of ours, never half an event."""
+    watcher, lines = StreamWatcher(started), WholeLines()
     outcome, error = 200, None
     try:
-        if head:
-            watcher.feed(head)
-            yield head
+        if whole := lines.push(head):
+            watcher.feed(whole)
+            yield whole
         async for chunk in upstream.content.iter_any():
-            watcher.feed(chunk)
-            yield chunk
+            if whole := lines.push(chunk):
+                watcher.feed(whole)
+                yield whole
+        if rest := lines.rest():  # a stream that ends without a last newline
+            watcher.feed(rest)
+            yield rest
     except (aiohttp.ClientError, TimeoutError) as exc:
         # The runtime went away mid-stream: end the stream with an error event the client can
         # show, rather than a connection that just stops.
         outcome, error = 502, "stream_failed"
-        failure = runtime_unreachable(exc)
-        event = {"error": {"message": failure.message, "type": failure.error_type, "code": error}}
-        yield f"data: {json.dumps(event)}\n\n".encode()
+        yield lines.then(error_event(runtime_unreachable(exc).message, error))
     except (asyncio.CancelledError, GeneratorExit, OSError):
         # Starlette cancels this generator when the client goes away: closing the upstream
         # response below closes the runtime's connection, which stops the generation. A client that
@@ -286,55 +281,36 @@ def finish(metrics: Metrics, model: str, status: int | str, started: float, requ
     )
 
 
-async def not_routed(request: Request, exc: HTTPException) -> Response:
-    # Starlette's own 404/405 are plain text: say it in the OpenAI shape, with the routes there are.
-    where = f"{request.method} {request.url.path}"
-    if exc.status_code == 405:
-        allowed = [m.strip() for m in (exc.headers or {}).get("Allow", "").split(",")]
-        allowed = " or ".join(sorted(m for m in allowed if m != "HEAD")) or "HEAD"  # HEAD comes with GET
-        if request.url.path == CHAT_ROUTE:
-            metrics = gateway_of(request).metrics
-            metrics.failed(CHAT_ROUTE, "unknown", "method_not_allowed")
-            metrics.answered(CHAT_ROUTE, "unknown", 405)
-        message = f"{where} is not supported: use {allowed} {request.url.path}."
-        return error_response(405, message, "method_not_allowed", headers=exc.headers)
-    if exc.status_code == 404:
-        return error_response(404, f"There is no {where} here: this service serves {ROUTES}.", "not_found")
-    return error_response(exc.status_code, str(exc.detail), "http_error", headers=exc.headers)
+async def unknown(request: Request, exc: HTTPException) -> Response:
+    """Starlette's own 404 and 405, said as every service says them (foundry_common.server.not_routed); a wrong
+    method on the chat route is counted as a refused chat request."""
+    if exc.status_code == 405 and request.url.path == CHAT_ROUTE:
+        metrics = gateway_of(request).metrics
+        metrics.failed(CHAT_ROUTE, "unknown", "method_not_allowed")
+        metrics.answered(CHAT_ROUTE, "unknown", 405)
+    return await NOT_ROUTED(request, exc)
+
+
+NOT_ROUTED = not_routed("service")
 
 
 def create_app(settings: Settings, runtime: EmbeddedRuntime, metrics: Metrics) -> Starlette:
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_route, methods=["GET"]),
         Route("/v1/models", models, methods=["GET"]),
         Route(CHAT_ROUTE, chat_completions, methods=["POST"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_routed})
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: unknown})
     app.state.gateway = Gateway(settings, runtime, metrics)
     return app
 
 
-async def first_event(upstream: aiohttp.ClientResponse) -> bytes:
-    """The stream's bytes up to the end of its first SSE event (or its end, or FIRST_EVENT_LIMIT)."""
-    head = b""
-    async for chunk in upstream.content.iter_any():
-        head += chunk
-        if b"\n\n" in head or b"\r\n\r\n" in head or len(head) >= FIRST_EVENT_LIMIT:
-            break
-    return head
-
-
 def stream_refusal(head: bytes, defaulted: bool) -> RequestError | None:
     """A refusal when the stream's first event is the runtime's error event rather than a chunk."""
-    first = head.lstrip().split(b"\n", 1)[0]
-    if not first.startswith(b"data:") or b'"error"' not in first:
-        return None
-    try:
-        error = json.loads(first[5:]).get("error")
-    except (ValueError, AttributeError):
-        return None
-    if not isinstance(error, dict) or not error.get("message"):
+    error = stream_error(head)
+    if error is None:
         return None
     status = 400 if error.get("type") == "invalid_request_error" else 502
     return runtime_refusal(status, str(error["message"]), defaulted)
@@ -352,13 +328,8 @@ def runtime_refusal(status: int, message: str, defaulted: bool) -> RequestError:
 def resolve_model(payload: dict, status: Status) -> ServedModel:
     if not status.ready:
         raise RequestError(503, f"No model is ready yet: {status.message}", "model_not_ready", "server_error")
-    name = payload.get("model")
     loaded = ", ".join(m.id for m in status.models)
-    if name is None or name == "":
-        raise RequestError(400, f"'model' is required. Loaded models: {loaded}.", "model_missing", param="model")
-    if not isinstance(name, str):
-        message = f"Invalid 'model': must be a string, the id of a loaded model: {loaded}."
-        raise RequestError(400, message, "invalid_type", param="model")
+    name = requested_model(payload, f"the id of a loaded model: {loaded}")
     model = status.find(name)
     if model is None:
         message = f"Model '{name[:200]}' is not loaded here. Loaded models: {loaded}."
@@ -371,20 +342,6 @@ def default_max_tokens(model: ServedModel, configured: int) -> int:
     if model.context_length:
         return max(1, min(configured, model.context_length // 2))
     return configured
-
-
-def upstream_message(body: bytes) -> str:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return body.decode("utf-8", "replace")[:500] or "The runtime refused the request."
-    if isinstance(data, dict):
-        error = data.get("error", data)
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-        if isinstance(error, str):
-            return error
-    return json.dumps(data)[:500]
 
 
 def runtime_unreachable(exc: Exception) -> RequestError:

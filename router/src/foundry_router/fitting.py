@@ -7,33 +7,10 @@ and, when the upstream still refuses and says the exact counts, retries once wit
 
 from __future__ import annotations
 
-import re
+from foundry_common.chat_request import context_room, estimate_prompt_tokens
+from foundry_common.protocol import error_of
 
-# About three characters per token for English text with BPE tokenizers; rounding up keeps us on the safe side.
-CHARS_PER_TOKEN = 3
-TOKENS_PER_MESSAGE = 4  # role markers and separators of a chat template
-
-# The embedded gateway's wording, and the Foundry Local runtime's own.
-_GATEWAY = re.compile(r"The prompt \((\d+) tokens\).*?context of (\d+) tokens", re.DOTALL)
-_RUNTIME = re.compile(r"\((\d+) input \+ \d+ output\).*?context length of (\d+)", re.DOTALL)
-
-
-def estimate_prompt_tokens(messages: object) -> int:
-    """A generous token count of the messages' text (strings and text parts)."""
-    if not isinstance(messages, list):
-        return 0
-    chars = 0
-    for message in messages:
-        if not isinstance(message, dict):
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            chars += len(content)
-        elif isinstance(content, list):
-            chars += sum(
-                len(p.get("text", "")) for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
-            )
-    return -(-chars // CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(messages)
+__all__ = ["estimate_prompt_tokens", "fit_max_tokens", "has_max_tokens", "room_from_refusal"]
 
 
 def fit_max_tokens(context_length: int, prompt_tokens: int, default: int) -> int:
@@ -41,14 +18,12 @@ def fit_max_tokens(context_length: int, prompt_tokens: int, default: int) -> int
     return max(1, min(default, context_length - prompt_tokens))
 
 
-def room_from_refusal(message: str) -> int | None:
-    """The output tokens that fit, from an upstream's context-length refusal; None if it names no counts."""
-    match = _GATEWAY.search(message) or _RUNTIME.search(message)
-    if match is None:
-        return None
-    prompt, context = int(match.group(1)), int(match.group(2))
-    room = context - prompt
-    return room if room > 0 else None
+def room_from_refusal(body: bytes) -> int | None:
+    """The output tokens that fit, from an upstream's context-length refusal (its error body); None if it names no
+    counts. The fields are read, not the sentence (foundry_common.chat_request.context_room)."""
+    error = error_of(body)
+    room = context_room(error) if error is not None else None
+    return room if room is not None and room > 0 else None
 
 
 def has_max_tokens(payload: dict) -> bool:

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from foundry_common.protocol import PASSED_ON_HEADERS
+from foundry_common.protocol import FOUNDRY_HEADER_PREFIX, PASSED_ON_HEADERS, ROUTE_HEADER
 
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding",
      "upgrade"}
 )  # fmt: skip
-NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "authorization", "accept-encoding", "cookie", "x-foundry-route"}
+NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "authorization", "accept-encoding", "cookie", ROUTE_HEADER}
 NOT_RETURNED = HOP_BY_HOP | {"content-length", "content-encoding", "date", "server"}
-PREFIX = "x-foundry-"
+PREFIX = FOUNDRY_HEADER_PREFIX
 
 
 def to_upstream(client: Iterable[tuple[str, str]], api_key: str, request_id: str) -> dict[str, str]:

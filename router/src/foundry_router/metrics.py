@@ -13,13 +13,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from foundry_common.sse import StreamWatcher
+from foundry_common.sse import DURATION_BUCKETS, PER_TOKEN_BUCKETS, StreamWatcher
 from foundry_router.upstreams import Registry, UpstreamStatus
 
-OPERATION = "chat"
-# Bucket boundaries advised by the OTel GenAI semantic conventions.
-DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
-PER_TOKEN_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
 MODEL = ("gen_ai_operation_name", "gen_ai_request_model", "upstream")
 
 
@@ -78,7 +74,8 @@ class Recorder:
             ("gen_ai_request_model", "upstream", "gen_ai_token_type"), registry=r,
         )  # fmt: skip
         self.requests = Counter(
-            "router_requests", "Answered chat requests by HTTP status (upstream empty when none was chosen)",
+            "router_requests",
+            "Answered requests (chat, text completion, embeddings) by HTTP status (upstream empty when none chosen)",
             ("gen_ai_request_model", "upstream", "code"), registry=r,
         )  # fmt: skip
         self.rejections = Counter(
@@ -102,9 +99,12 @@ class Recorder:
     def answered(self, model: str, upstream: str, code: int | str) -> None:
         self.requests.labels(model, upstream, str(code)).inc()
 
-    def streamed(self, model: str, upstream: str, watcher: StreamWatcher, error_type: str) -> float | None:
-        """Record a finished (or broken) stream; returns its time to first token, if a token came."""
-        labels = (OPERATION, model, upstream)
+    def streamed(
+        self, operation: str, model: str, upstream: str, watcher: StreamWatcher, error_type: str
+    ) -> float | None:
+        """Record a finished (or broken) stream; returns its time to first token, if a token came. `operation` is
+        gen_ai_operation_name: chat, text_completion or embeddings."""
+        labels = (operation, model, upstream)
         self.duration.labels(*labels, error_type).observe(time.perf_counter() - watcher.started)
         self.count_tokens(model, upstream, watcher.usage, watcher.output_tokens)
         if watcher.first_token_at is None:
@@ -116,8 +116,10 @@ class Recorder:
             self.per_token.labels(*labels).observe((watcher.last_token_at - watcher.first_token_at) / (tokens - 1))
         return ttft
 
-    def completed(self, model: str, upstream: str, started: float, usage: dict | None, error_type: str = "") -> None:
-        self.duration.labels(OPERATION, model, upstream, error_type).observe(time.perf_counter() - started)
+    def completed(
+        self, operation: str, model: str, upstream: str, started: float, usage: dict | None, error_type: str = ""
+    ) -> None:
+        self.duration.labels(operation, model, upstream, error_type).observe(time.perf_counter() - started)
         output = (usage or {}).get("completion_tokens")
         self.count_tokens(model, upstream, usage, output if isinstance(output, int) else 0)
 

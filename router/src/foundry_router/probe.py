@@ -31,6 +31,8 @@ class ProbeResult:
     download_percent: float | None = None
     # Context length per model id, where the server says it (our gateway does; the max_tokens fitting uses it).
     context_lengths: dict[str, int] = field(default_factory=dict, compare=False)
+    # Alias -> model id, where the server names an alias beside the id (our gateway's `alias` field does).
+    aliases: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 def service_root(base_url: str) -> str:
@@ -118,12 +120,23 @@ def context_lengths(document: object) -> dict[str, int]:
     return found
 
 
+def aliases(document: object) -> dict[str, str]:
+    """Alias -> id from model entries with an `alias` (the first entry wins an alias two entries give)."""
+    found: dict[str, str] = {}
+    for item in model_items(document):
+        alias = item.get("alias") if isinstance(item, dict) else None
+        if isinstance(alias, str) and alias and isinstance(item.get("id"), str) and alias != item["id"]:
+            found.setdefault(alias, item["id"])
+    return found
+
+
 async def probe_cli(client, base_url, root, headers, detecting=False) -> ProbeResult | None:
     status = await get_json(client, f"{root}/openai/status", headers, detecting)
     if status is None:
         return None
     loaded = await get_json(client, f"{root}/openai/loadedmodels", headers, False)
-    return ProbeResult("foundry-cli", model_ids(loaded))
+    # Its loaded models are names only today; an alias beside one is taken should it start giving them.
+    return ProbeResult("foundry-cli", model_ids(loaded), aliases=aliases(loaded))
 
 
 async def probe_embedded(client, base_url, root, headers, detecting=False) -> ProbeResult | None:
@@ -137,13 +150,15 @@ async def probe_embedded(client, base_url, root, headers, detecting=False) -> Pr
     percent = download.get("percent") if isinstance(download, dict) else None
     models: tuple[str, ...] = ()
     lengths: dict[str, int] = {}
+    names: dict[str, str] = {}
     if state == "ready":
         listing = await get_json(client, f"{base_url}/models", headers, False)
-        models, lengths = model_ids(listing), context_lengths(listing)
+        models, lengths, names = model_ids(listing), context_lengths(listing), aliases(listing)
     return ProbeResult(
         "foundry-embedded",
         models,
         context_lengths=lengths,
+        aliases=names,
         state=state,
         message=str(health.get("message") or ""),
         download_percent=float(percent) if isinstance(percent, int | float) else None,
@@ -155,12 +170,12 @@ async def probe_sdk(client, base_url, root, headers, detecting=False) -> ProbeRe
     if status is None:
         return None
     loaded = await get_json(client, f"{root}/models/loaded", headers, False)
-    return ProbeResult("foundry-sdk", model_ids(loaded))
+    return ProbeResult("foundry-sdk", model_ids(loaded), aliases=aliases(loaded))
 
 
 async def probe_openai(client, base_url, root, headers, detecting=False) -> ProbeResult:
     listing = await get_json(client, f"{base_url}/models", headers, False)
-    return ProbeResult("openai", model_ids(listing), context_lengths=context_lengths(listing))
+    return ProbeResult("openai", model_ids(listing), context_lengths=context_lengths(listing), aliases=aliases(listing))
 
 
 PROBES = {

@@ -3,6 +3,10 @@
 Pure: takes the upstream statuses and the rules, returns a plan with a reason written for people. Targets
 come in tiers: the proxy takes the least busy upstream of the first tier that has one left, and moves to
 the next tier only when a whole tier failed ("local first, cloud fallback").
+
+A request's `model` is a model id or an alias an upstream reported (the embedded gateway's `alias`). An id wins:
+when any local upstream serves a model under that very id, only those are candidates. Otherwise every upstream
+with a loaded model under that alias is one, each asked for its own id: the least busy is picked, as for an id.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from foundry_router.settings import Route
+from foundry_common.protocol import Route
 from foundry_router.upstreams import Upstream, UpstreamStatus
 
 
@@ -51,7 +55,7 @@ def plan_route(
             return Plan((), "this request is routed to the cloud, but no cloud upstream is configured (CLOUD_BASE_URL)")
         return Plan((to_cloud("routed to the cloud", "cloud_route", 0),))
 
-    local_targets = tuple(Target(s.upstream, model, "local", "least_in_flight") for s in local if s.serves(model))
+    local_targets = local_candidates(local, model)
     if route == "auto" and cloud is not None and cloud_model:
         if cloud_prompt_tokens and prompt_tokens > cloud_prompt_tokens:
             reason = f"prompt of ~{prompt_tokens} tokens is over CLOUD_PROMPT_TOKENS={cloud_prompt_tokens}"
@@ -66,12 +70,22 @@ def plan_route(
     return local_problem(local, model, cloud_model)
 
 
+def local_candidates(local: list[UpstreamStatus], model: str) -> tuple[Target, ...]:
+    by_id = tuple(Target(s.upstream, model, "local", "least_in_flight") for s in local if s.serves(model))
+    if by_id:
+        return by_id
+    by_alias = ((s, s.model_for_alias(model)) for s in local)
+    return tuple(Target(s.upstream, m, "local", "least_in_flight") for s, m in by_alias if m is not None)
+
+
 def local_problem(local: list[UpstreamStatus], model: str, cloud_model: str | None) -> Plan:
     up = [s for s in local if s.state == "up"]
     if not up:
         details = "; ".join(f"{s.upstream.name}: {s.error or s.state}" for s in local) or "none is configured"
         return Plan((), f"no local Foundry Local upstream is reachable ({details})")
+    aliases = {m: a for s in up for a, m in s.aliases.items()}
     loaded = sorted({m for s in up for m in s.models} | ({cloud_model} if cloud_model else set()))
+    loaded = [f"{m} (alias {aliases[m]})" if m in aliases else m for m in loaded]
     return Plan(
         (), f"the model '{model[:200]}' is not loaded on any upstream (loaded now: {', '.join(loaded) or 'none'})", 404
     )

@@ -10,10 +10,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from foundry_common.drain import DrainSettings
+from foundry_common.protocol import Route
 from foundry_common.settings import check_url, split_list
 
-Route = Literal["local", "cloud", "auto"]
-ROUTES: tuple[Route, ...] = ("local", "cloud", "auto")
 # Shown as hidden in configuration errors: never echo a secret to the terminal or a log.
 SECRET_VARIABLES = {"API_KEY", "CLOUD_API_KEY", "FOUNDRY_LOCAL_API_KEYS", "ROUTER_API_KEYS"}
 
@@ -27,7 +26,9 @@ def default_upstream_urls() -> list[str]:
 class Settings(DrainSettings):
     """Also SHUTDOWN_NOTICE_SECONDS and SHUTDOWN_GRACE_SECONDS (foundry_common/drain.py): a stop lets answers finish."""
 
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+    # Empty is unset: Compose passes ROUTER_API_KEYS empty when no key is set, and the generated key of a stack
+    # published beyond loopback (/run/secrets/ROUTER_API_KEYS, foundry_common/network_lock.py) must then apply.
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore", env_ignore_empty=True)
 
     host: str = Field(
         "0.0.0.0", validation_alias="ROUTER_HOST", description="address the router listens on (the image sets 0.0.0.0)"

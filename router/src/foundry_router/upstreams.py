@@ -104,6 +104,9 @@ class UpstreamStatus:
     shape: Shape | None = None
     models: tuple[str, ...] = ()
     context_lengths: dict[str, int] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)  # alias -> model id, as the upstream reports them
+    # (route, model) -> what the upstream answered when asked for a route it does not serve: until the next probe.
+    unserved: dict[tuple[str, str], str] = field(default_factory=dict)
     error: str = ""
     service_state: str = ""  # the embedded service's own state (downloading, loading, ready...)
     service_message: str = ""
@@ -120,6 +123,11 @@ class UpstreamStatus:
     def serves(self, model: str) -> bool:
         return self.state == "up" and (model in self.models or model == self.upstream.fixed_model)
 
+    def model_for_alias(self, alias: str) -> str | None:
+        """The loaded model that this upstream gives `alias` to, if any."""
+        model = self.aliases.get(alias) if self.state == "up" else None
+        return model if model in self.models else None
+
     def observe_ttft(self, seconds: float) -> None:
         previous = self.ttft_seconds
         self.ttft_seconds = seconds if previous is None else previous + TTFT_WEIGHT * (seconds - previous)
@@ -132,6 +140,7 @@ class UpstreamStatus:
             "state": self.state,
             "shape": self.shape,
             "models": list(self.models) or ([self.upstream.fixed_model] if self.upstream.fixed_model else []),
+            "aliases": self.aliases,
             "in_flight": self.slots.in_flight,
             "queued": self.slots.queued,
             "max_concurrency": self.slots.cap,
@@ -190,6 +199,17 @@ class Registry:
 
     def context_length(self, model: str) -> int | None:
         return next((s.context_lengths[model] for s in self.local if model in s.context_lengths), None)
+
+    def model_id(self, name: str) -> str:
+        """The model id a request's `model` stands for: itself when an upstream serves that id, else the id the
+        first upstream reporting it as an alias gives it (routing may pick another one: their contexts may differ)."""
+        if any(s.serves(name) for s in self.statuses):
+            return name
+        return next((m for s in self.local if (m := s.model_for_alias(name))), name)
+
+    def alias_of(self, model: str) -> str | None:
+        """The alias an upstream reports for the model id, if any does."""
+        return next((a for s in self.local if s.state == "up" for a, m in s.aliases.items() if m == model), None)
 
     def snapshot(self) -> list[dict]:
         return [s.as_dict() for s in self.statuses]
@@ -259,7 +279,8 @@ class Registry:
 
     def _succeeded(self, status: UpstreamStatus, result: ProbeResult) -> None:
         status.shape, status.models, status.error = result.shape, result.models, ""
-        status.context_lengths = result.context_lengths
+        status.context_lengths, status.aliases = result.context_lengths, result.aliases
+        status.unserved = {}  # asked again from now on: a model may have been loaded that serves the route
         status.service_state = result.state if result.shape == "foundry-embedded" else ""
         status.service_message = result.message
         status.download_percent = result.download_percent
@@ -274,6 +295,7 @@ class Registry:
 
     def _failed(self, status: UpstreamStatus, error: str) -> None:
         status.state, status.error, status.models = "down", error, ()
+        status.aliases, status.unserved = {}, {}
         status.service_state, status.download_percent = "", None
         # Forget the shape: whatever comes back on that address may be a different server.
         status.shape = None
@@ -317,6 +339,9 @@ class Registry:
                 await asyncio.gather(*(self.probe_one(s) for s in due))
             self._wake.clear()
             delay = max(0.0, min((s.next_probe_at for s in self.statuses), default=self.interval) - time.monotonic())
-            # Sleep until the next probe is due, or until a failed request asks for one now.
+            # Sleep until the next probe is due, or until a failed request asks for one now. asyncio.timeout, not
+            # wait_for: on Python 3.11 wait_for swallows a cancellation that comes as the wake is set, and `stop`
+            # then waited forever (found by test_router_lease.py: a request marks the upstream down, then a stop).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
