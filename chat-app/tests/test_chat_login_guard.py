@@ -263,10 +263,6 @@ def brief(upstream: PacedUpstream, tmp_path_factory: pytest.TempPathFactory) -> 
         service.stop()
 
 
-def events(chat: ChatProcess, name: str) -> list[dict]:
-    return [e for e in log_events(chat.log_path) if e.get("event") == name]
-
-
 @pytest.mark.integration
 def test_too_many_wrong_passwords_get_429_even_for_the_right_one(guarded: ChatProcess) -> None:
     assert [login(guarded.url, "admin", f"wrong {n}").status_code for n in range(3)] == [401, 401, 401]
@@ -278,8 +274,8 @@ def test_too_many_wrong_passwords_get_429_even_for_the_right_one(guarded: ChatPr
         assert response.json() == {"detail": f"Too many failed logins from this address: try again in {wait} s."}
         assert "access_token" not in response.cookies
     # Chainlit's login never ran for the refused ones: only the three failures reached the password check.
-    assert len(events(guarded, "login_failed")) == 3 and not events(guarded, "login_succeeded")
-    [limited] = events(guarded, "login_rate_limited")  # once per lockout, not per refusal
+    assert len(guarded.events("login_failed")) == 3 and not guarded.events("login_succeeded")
+    [limited] = guarded.events("login_rate_limited")  # once per lockout, not per refusal
     assert limited["client"] == "127.0.0.1" and limited["logger"] == "foundry_chat.login_guard"
     # Only the login is limited: probes, the page and the API still answer.
     for path in ("/healthz", "/readyz", "/metrics", "/", "/auth/config"):

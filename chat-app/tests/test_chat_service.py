@@ -33,12 +33,6 @@ def chat(real_model_chat: ChatProcess) -> ChatProcess:
     return real_model_chat
 
 
-def prompts_of(chat: ChatProcess, session_id: str) -> list[list[dict]]:
-    """What the service sent upstream for one session (LOG_PROMPTS=true), in order."""
-    events = log_events(chat.log_path)
-    return [e["messages"] for e in events if e.get("event") == "prompt" and e.get("session_id") == session_id]
-
-
 def upstream_of(chat: ChatProcess) -> str:
     return chat.get("/readyz").json()["upstreams"][0]["name"]
 
@@ -90,7 +84,7 @@ def test_two_sessions_stream_answers_and_keep_their_own_history(
         assert f"on {upstream_name} (local)" in final, final
         assert " tokens · " in final
 
-    alice_prompts, bob_prompts = prompts_of(chat, alice_id), prompts_of(chat, bob_id)
+    alice_prompts, bob_prompts = chat.prompts(alice_id), chat.prompts(bob_id)
     assert len(alice_prompts) == 2 and len(bob_prompts) == 2
     alice_users = [m["content"] for m in alice_prompts[-1] if m["role"] == "user"]
     bob_users = [m["content"] for m in bob_prompts[-1] if m["role"] == "user"]
@@ -204,7 +198,7 @@ def test_control_characters_are_removed_before_sending(chat: ChatProcess) -> Non
 
     session_id, reply = asyncio.run(scenario())
     assert reply.streamed_text
-    assert prompts_of(chat, session_id)[-1][-1] == {"role": "user", "content": "hello there"}
+    assert chat.prompts(session_id)[-1][-1] == {"role": "user", "content": "hello there"}
 
 
 def test_model_that_disappeared_between_pick_and_send(chat: ChatProcess) -> None:

@@ -14,8 +14,6 @@ import httpx
 import pytest
 from chat_support import ChatProcess, PacedUpstream, connected, start_chat, start_paced_upstream
 
-from tests.support.process import log_events
-
 pytestmark = pytest.mark.integration
 
 # 40 tokens, one every 50 ms: an answer streams for about 2 s.
@@ -53,10 +51,6 @@ async def until_stopping(chat: ChatProcess) -> dict:
     return health.json()
 
 
-def events(chat: ChatProcess, name: str) -> list[dict]:
-    return [e for e in log_events(chat.log_path) if e.get("event") == name]
-
-
 def test_a_stop_lets_the_answers_in_flight_finish_then_exits(start) -> None:
     chat = start(SHUTDOWN_NOTICE_SECONDS="1", SHUTDOWN_GRACE_SECONDS="30")
     said: dict = {}
@@ -83,8 +77,8 @@ def test_a_stop_lets_the_answers_in_flight_finish_then_exits(start) -> None:
         text = reply.final_text()
         assert f"tok{TOKENS - 1}" in text and "[interrupted]" not in text, text
     assert chat.proc.wait(timeout=30) == 0
-    assert [e["in_flight"] for e in events(chat, "draining")] == [1]
-    assert [e["in_flight"] for e in events(chat, "drained")] == [0]
+    assert [e["in_flight"] for e in chat.events("draining")] == [1]
+    assert [e["in_flight"] for e in chat.events("drained")] == [0]
 
 
 async def stop_mid_answer(chat: ChatProcess, signals: int) -> None:
@@ -112,11 +106,11 @@ def test_a_stop_waits_no_longer_than_the_grace_period(start, slow: PacedUpstream
     assert chat.proc.returncode == 0
     # It left before the answer was done: the grace period, not the answer, ended the wait.
     assert slow.stats()["finished"] == 0
-    assert [e["in_flight"] for e in events(chat, "drained")] == [1]
+    assert [e["in_flight"] for e in chat.events("drained")] == [1]
 
 
 def test_a_second_signal_stops_at_once(start, slow: PacedUpstream) -> None:
     chat = start(SHUTDOWN_GRACE_SECONDS="60", MAX_TOKENS="1000")
     asyncio.run(stop_mid_answer(chat, signals=2))
     assert slow.stats()["finished"] == 0
-    assert len(events(chat, "stopping_now")) == 1 and not events(chat, "drained")
+    assert len(chat.events("stopping_now")) == 1 and not chat.events("drained")

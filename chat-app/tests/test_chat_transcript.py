@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from foundry_chat.history import Turn
+from foundry_chat.prompt_window import Turn
 from foundry_chat.transcript import IN_PROGRESS, answer_record, turns_from_steps
 
 pytestmark = pytest.mark.unit

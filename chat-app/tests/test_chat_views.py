@@ -10,8 +10,8 @@ import openai
 import pytest
 
 from foundry_chat.chat import Answer, Where, classify
-from foundry_chat.router_client import RouterStatus, status_from
-from foundry_chat.sse import StreamError
+from foundry_chat.completion_chunks import StreamError
+from foundry_chat.router_watch import RouterStatus, status_from
 from foundry_chat.views import (
     NO_MODEL,
     banner_text,
@@ -180,7 +180,7 @@ def test_where_comes_from_the_routers_headers() -> None:
 
 
 def answer(**fields: object) -> Answer:
-    base: dict = {"model": "phi-4-mini", "route": "auto", "text": "Hello", "output_tokens": 12, "duration": 1.23}
+    base: dict = {"model": "phi-4-mini", "route": "auto", "tokens": ["Hello"], "output_tokens": 12, "duration": 1.23}
     return Answer(**(base | fields))
 
 
@@ -206,7 +206,7 @@ def test_footer_says_where_it_ran_and_how_long_it_took() -> None:
 
 
 def test_footer_of_a_failure_and_of_an_interrupted_answer() -> None:
-    failed = footer(answer(text="", outcome="failed", error="The router answered HTTP 503: nothing is up."))
+    failed = footer(answer(tokens=[], outcome="failed", error="The router answered HTTP 503: nothing is up."))
     assert failed == (
         "**Could not answer.** The router answered HTTP 503: nothing is up. "
         "Your message was kept: send it again once that is done."

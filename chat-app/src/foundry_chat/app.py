@@ -19,6 +19,7 @@ from foundry_chat.chainlit_root import prepare_chainlit_root
 from foundry_chat.service import Service, build_service, install
 from foundry_chat.settings import Settings
 from foundry_chat.views import not_ready_message
+from foundry_common.server import draining_response
 
 HANDLERS = Path(__file__).with_name("ui.py")
 DRAINING_MESSAGE = "stopping: the answers in flight finish here, new sessions go to another replica"
@@ -45,12 +46,13 @@ def create_app(settings: Settings) -> FastAPI:
     from chainlit.utils import mount_chainlit  # imported late: Chainlit reads its folder at import
 
     from foundry_chat.auth import install_login
-    from foundry_chat.chainlit_fixes import accept_long_messages, remove_blocking_sleeps
+    from foundry_chat.chainlit_fixes import accept_long_messages, keep_the_page_on_this_machine, remove_blocking_sleeps
     from foundry_chat.feedback import add_feedback_routes
     from foundry_chat.login_guard import install_login_guard
 
     remove_blocking_sleeps()
     accept_long_messages()
+    keep_the_page_on_this_machine()
     # Before mounting: Chainlit checks then that a login comes with a token secret.
     install_login(settings)
     register_data_layer(service)
@@ -78,7 +80,7 @@ def add_operational_routes(app: FastAPI, service: Service) -> None:
         # Liveness: the process answers. Upstream trouble is /readyz's business, not a reason to restart.
         # Stopping, it fails: a load balancer (the Swarm edge) then sends new sessions to other replicas.
         if service.drain.draining:
-            return JSONResponse({"status": "stopping", "message": DRAINING_MESSAGE}, status_code=503)
+            return draining_response(DRAINING_MESSAGE)
         return JSONResponse({"status": "ok"})
 
     @app.get("/readyz", include_in_schema=False)

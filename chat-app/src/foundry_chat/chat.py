@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -17,22 +17,24 @@ import httpx2
 import openai
 import structlog
 
+from foundry_chat.completion_chunks import StreamError, parse_line
 from foundry_chat.metrics import ChatMetrics
-from foundry_chat.sse import StreamError, parse_line
+from foundry_common.protocol import (
+    FAILED_OVER_HEADER,
+    MODEL_HEADER,
+    ROUTE_HEADER,
+    UPSTREAM_HEADER,
+)
+from foundry_common.protocol import ROUTE_REASON_HEADER as REASON_HEADER
+from foundry_common.protocol import UPSTREAM_KIND_HEADER as KIND_HEADER
 
 log = structlog.get_logger("foundry_chat.chat")
 
 OPERATION = "chat"
 Outcome = Literal["ok", "interrupted", "stopped", "failed"]
 
-# The router's request header (the route of the chat profile) and its response headers (docs/router.md).
-ROUTE_HEADER = "X-Foundry-Route"
+# The router's request header (the route of the chat profile) and its response headers: foundry_common.protocol.
 REQUEST_ID_HEADER = "X-Request-Id"
-UPSTREAM_HEADER = "x-foundry-upstream"
-KIND_HEADER = "x-foundry-upstream-kind"
-MODEL_HEADER = "x-foundry-model"
-REASON_HEADER = "x-foundry-route-reason"
-FAILED_OVER_HEADER = "x-foundry-failed-over"
 START_ROUTER = "check that it is running (`docker compose ps router`; start it with `docker compose up -d router`)"
 
 
@@ -70,7 +72,8 @@ class Where:
 class Answer:
     model: str  # the model asked for
     route: str  # the route asked for (the profile's)
-    text: str = ""
+    # The answer as it came, joined when read (`text`): appending each token to one string copies it every time.
+    tokens: list[str] = field(default_factory=list)
     where: Where | None = None
     outcome: Outcome = "ok"
     # For people: what failed and what to do. Empty when all went well.
@@ -80,6 +83,10 @@ class Answer:
     time_to_first_chunk: float | None = None
     duration: float = 0.0
     chunks: int = 0
+
+    @property
+    def text(self) -> str:
+        return "".join(self.tokens)
 
 
 @dataclass(frozen=True)
@@ -275,7 +282,7 @@ class ChatService:
                     per_chunk.observe(now - last_chunk_at)
                 last_chunk_at = now
                 answer.chunks += 1
-                answer.text += token
+                answer.tokens.append(token)
                 await on_token(token)
         if answer.output_tokens is None:
             answer.output_tokens = answer.chunks  # no usage was sent: one token per chunk is close
@@ -290,7 +297,6 @@ class ChatService:
 
     def _finish(self, answer: Answer, started: float) -> None:
         answer.duration = time.perf_counter() - started
-        self.metrics.messages.labels(answer.outcome).inc()
         where = answer.where
         log.info(
             "chat_answer",

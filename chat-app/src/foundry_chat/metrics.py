@@ -6,9 +6,11 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+# The router's and the gateway's buckets (their server-side metrics and these client-side ones compare directly).
+from foundry_common.sse import DURATION_BUCKETS
+from foundry_common.sse import PER_TOKEN_BUCKETS as CHUNK_BUCKETS
+
 # Bucket boundaries advised by the OTel GenAI semantic conventions.
-DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
-CHUNK_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
 
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -26,7 +28,12 @@ HISTORY_WRITES = (
 class ChatMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        r = self.registry
+        self._add_genai_client(self.registry)
+        self._add_service(self.registry)
+        self._add_history(self.registry)
+
+    def _add_genai_client(self, r: CollectorRegistry) -> None:
+        """OpenTelemetry's GenAI client metrics, as the chat's users see each answer."""
         self.duration = Histogram(
             "gen_ai_client_operation_duration_seconds",
             "GenAI operation duration, from request to the last chunk",
@@ -55,6 +62,8 @@ class ChatMetrics:
             buckets=TOKEN_BUCKETS,
             registry=r,
         )
+
+    def _add_service(self, r: CollectorRegistry) -> None:
         # Upstreams, failovers and queues are the router's metrics (router_*); the chat only says whether it has one.
         self.router_up = Gauge("chat_router_up", "1 while the router's /readyz says it serves a model", registry=r)
         self.messages = Counter("chat_messages", "User messages handled, by outcome", ("outcome",), registry=r)
@@ -65,7 +74,11 @@ class ChatMetrics:
             buckets=LAG_BUCKETS,
             registry=r,
         )
-        # The history (data_layer.py): whether it is on, what failed, and the users' ratings of answers.
+        for outcome in OUTCOMES:  # at 0 from the start: dashboards and alerts see a series, not a gap
+            self.messages.labels(outcome)
+
+    def _add_history(self, r: CollectorRegistry) -> None:
+        """The history (data_layer.py): whether it is on, what failed, and the users' ratings of answers."""
         self.history_up = Gauge(
             "chat_history_up", "1 while the history database is open and its schema current", registry=r
         )
@@ -81,10 +94,8 @@ class ChatMetrics:
         )
         for rating in ("up", "down"):
             self.feedback.labels(rating)
-        for operation in HISTORY_WRITES:  # at 0 from the start: dashboards and alerts see a series, not a gap
+        for operation in HISTORY_WRITES:
             self.history_write_failures.labels(operation)
-        for outcome in OUTCOMES:
-            self.messages.labels(outcome)
 
     def track_sessions(self, count: Callable[[], int]) -> None:
         self.active_sessions.set_function(count)

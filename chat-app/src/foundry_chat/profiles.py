@@ -6,9 +6,8 @@ The route of each one is sent to the router as the `X-Foundry-Route` header; PRO
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-Route = Literal["local", "cloud", "auto"]
+from foundry_common.protocol import Route
 
 CODE_PROMPT = "You are a careful programming assistant. Answer with short explanations and correct code."
 

@@ -14,7 +14,7 @@ import httpx
 from foundry_chat.chat import ChatService
 from foundry_chat.metrics import ChatMetrics
 from foundry_chat.persistence import History
-from foundry_chat.router_client import RouterStatus, RouterWatch
+from foundry_chat.router_watch import RouterStatus, RouterWatch
 from foundry_chat.settings import Settings
 from foundry_common.drain import Drain
 

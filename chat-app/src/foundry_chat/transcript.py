@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from foundry_chat.chat import Answer
-from foundry_chat.history import Turn
+from foundry_chat.prompt_window import Turn
 
 ANSWER_KEY = "answer"
 # Written with the first saved part of an answer and replaced when it ends: a process killed mid-answer leaves

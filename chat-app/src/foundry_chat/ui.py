@@ -23,11 +23,12 @@ from chainlit.utils import utc_now
 
 from foundry_chat import service as service_module
 from foundry_chat import views
+from foundry_chat.chat import Outcome
 from foundry_chat.choices import Request, check_choices, max_tokens_bounds
 from foundry_chat.coalesce import CoalescingStream
-from foundry_chat.history import Turn, build_prompt
 from foundry_chat.inputs import check_input
 from foundry_chat.profiles import DEFAULT_PROFILE, PROFILES, Profile, profile_by_label
+from foundry_chat.prompt_window import Turn, build_prompt
 from foundry_chat.service import Service
 from foundry_chat.settings import TEMPERATURE_MAX, TEMPERATURE_MIN
 from foundry_chat.transcript import IN_PROGRESS, answer_record, session_metadata, turns_from_steps
@@ -164,15 +165,18 @@ async def end() -> None:
 async def on_message(message: cl.Message) -> None:
     request_id = uuid.uuid4().hex
     structlog.contextvars.bind_contextvars(request_id=request_id, session_id=cl.context.session.id)
+    outcome = "failed"
     try:
-        await answer_message(message, request_id)
+        outcome = await answer_message(message, request_id)
     except asyncio.CancelledError:
-        raise  # the stop button: already recorded and shown by answer_message
+        outcome = "stopped"  # the stop button: the partial answer is already kept and shown by stream_reply
+        raise
     except Exception:  # never a traceback in the chat
         log.exception("message_failed")
-        service().metrics.messages.labels("failed").inc()
         await cl.Message(content="Something went wrong on our side; the details are in the service log.").send()
     finally:
+        # Counted here only, once per message, whatever happened to it.
+        service().metrics.messages.labels(outcome).inc()
         structlog.contextvars.unbind_contextvars("request_id", "session_id")
 
 
@@ -180,7 +184,8 @@ async def status_message(text: str) -> None:
     await cl.Message(content=text, author="Status").send()
 
 
-async def answer_message(message: cl.Message, request_id: str) -> None:
+async def answer_message(message: cl.Message, request_id: str) -> str:
+    """Check the message and the settings, then answer it; returns the outcome (chat_messages_total's label)."""
     svc = service()
     settings = svc.settings
     svc.sessions.add(cl.context.session.id)
@@ -190,10 +195,9 @@ async def answer_message(message: cl.Message, request_id: str) -> None:
         "removed_invalid_characters": checked.removed_invalid_characters,
     }
     if checked.rejection:
-        svc.metrics.messages.labels("rejected").inc()
         log.info("message_rejected", reason=checked.rejection, **removed)
         await status_message(checked.rejection)
-        return
+        return "rejected"
     if any(removed.values()):
         log.info("message_characters_removed", **removed)
 
@@ -202,30 +206,30 @@ async def answer_message(message: cl.Message, request_id: str) -> None:
         cl.user_session.get("chat_settings"), settings, chosen_profile.system_prompt or settings.system_prompt
     )
     if choices.problems:
-        svc.metrics.messages.labels("rejected").inc()
         # The names of the bad settings only: their values may be huge (or pasted secrets).
         log.info("message_rejected", reason="bad chat settings", settings=list(choices.bad))
         await status_message(choices.rejection)
-        return
+        return "rejected"
 
     status = svc.router.status
     if not status.ready:  # the last read may be a few seconds old: ask again before saying no
         status = await svc.router.refresh()
     decision = views.decide_model(choices.model, status, settings.model)
     if decision.model is None:
-        svc.metrics.messages.labels(decision.outcome or "failed").inc()
         log.info("message_not_sent", outcome=decision.outcome, reason=decision.notice)
         await status_message(decision.notice)
         if decision.resend_settings:
             await send_settings()
-        return
+        return decision.outcome or "failed"
     route = settings.profile_routes[chosen_profile.key]
-    await stream_reply(checked.text, Request(decision.model, route, choices, request_id))
+    outcome = await stream_reply(checked.text, Request(decision.model, route, choices, request_id))
     save_session()
+    return outcome
 
 
-async def stream_reply(question: str, request: Request) -> None:
-    """Send the question after the earlier turns that fit, stream the answer into a reply, keep the turn."""
+async def stream_reply(question: str, request: Request) -> Outcome:
+    """Send the question after the earlier turns that fit, stream the answer into a reply, keep the turn; returns
+    what became of the answer."""
     svc = service()
     settings = svc.settings
     choices = request.choices
@@ -268,6 +272,7 @@ async def stream_reply(question: str, request: Request) -> None:
         await reply.update()
     else:
         await reply.send()
+    return answer.outcome
 
 
 class Checkpoints:

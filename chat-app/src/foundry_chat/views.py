@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from foundry_chat.chat import Answer, sentence
-from foundry_chat.router_client import RouterStatus
+from foundry_chat.router_watch import RouterStatus
 
 # What the settings panel's model list holds when no model is loaded (Chainlit's Select needs a value).
 NO_MODEL = "(none loaded)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from foundry_chat.history import Turn, build_prompt, estimate_tokens
+from foundry_chat.prompt_window import Turn, build_prompt, estimate_tokens
 
 pytestmark = pytest.mark.unit
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import httpx
 import structlog
 
-log = structlog.get_logger("foundry_chat.router_client")
+log = structlog.get_logger("foundry_chat.router_watch")
 
 # An embedded Foundry Local service in these states is getting its model ready: the chat shows a banner.
 PREPARING_STATES = ("starting", "downloading", "loading")

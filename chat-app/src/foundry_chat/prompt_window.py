@@ -1,14 +1,17 @@
-"""Per-session history within a context budget: the oldest whole turns go first.
+"""The prompt window: which earlier turns of a session fit the context budget; the oldest whole turns go first. (The
+stored history, the database, is persistence.py.)
 
-Token counts are estimates (we have no tokenizer for every upstream's model): about four characters per
-token plus a few tokens of per-message framing, which errs on the side of dropping a turn too early.
+Token counts are estimates (we have no tokenizer for every upstream's model): about three characters per
+token (foundry_common.chat_request.CHARS_PER_TOKEN, as the router estimates) plus a few tokens of per-message
+framing, which errs on the side of dropping a turn too early.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-CHARS_PER_TOKEN = 4
+from foundry_common.chat_request import CHARS_PER_TOKEN  # the one estimate, shared with the router
+
 MESSAGE_OVERHEAD_TOKENS = 4
 
 

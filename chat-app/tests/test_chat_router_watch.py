@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from foundry_chat.router_client import RouterStatus, RouterWatch
+from foundry_chat.router_watch import RouterStatus, RouterWatch
 
 pytestmark = pytest.mark.unit
 
@@ -81,15 +81,20 @@ def test_polls_every_interval_and_at_once_when_woken() -> None:
             while (await asyncio.wait_for(reads.get(), 2)).ready:
                 pass  # polled again within the interval
             assert router.status.message == "No upstream serves a model yet."
-            router.interval = 60.0
-            await asyncio.sleep(0.2)  # the round under way ends; the next one waits 60 s
+        finally:
+            await router.stop()
+        # A watch that reads every 60 s (its loop waits first: the read above was the start's) reads at once when woken.
+        slow = RouterWatch(ROUTER, client, 60.0, on_change=reads.put_nowait)
+        await slow.refresh()
+        slow.start()
+        try:
             while not reads.empty():
                 reads.get_nowait()
             fake.body = READY_BODY
-            router.wake()
+            slow.wake()
             assert (await asyncio.wait_for(reads.get(), 2)).ready, "read at once, not in 60 s"
         finally:
-            await router.stop()
+            await slow.stop()
 
     asyncio.run(scenario())
 
