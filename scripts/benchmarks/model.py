@@ -50,6 +50,7 @@ import aiohttp
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO), str(REPO / "chat-app" / "tests"), str(Path(__file__).resolve().parent)]
+from _openai_stream import QUESTIONS, SYSTEM_PROMPT, closing_line, messages, stream_chat  # noqa: E402
 from chat_support import ChainlitClient  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 from webgpu import CHAT_PROMPT, GENAI_PYTHON, READY_TIMER, REFERENCE, TIMEOUT_MS, chat_load, chat_turn  # noqa: E402
@@ -60,20 +61,6 @@ from tests.support.chat import ChatProcess, start_chat  # noqa: E402
 from tests.support.process import CHAT_MODEL_NAME, chat_model_dir, start_gateway  # noqa: E402
 from tests.support.router import start_router  # noqa: E402
 
-# The chat's default system prompt, sent by every path, so that every path asks the model the same thing.
-SYSTEM_PROMPT = "You are a helpful assistant. Answer concisely."
-# Questions that a small instruct model answers at length (most answers run to max_tokens): stream i of a
-# concurrency asks QUESTIONS[(i + round) % 8] on every path.
-QUESTIONS = [
-    "Write a short story about a robot who learns to paint.",
-    "Explain how a bicycle works.",
-    "Describe a day in the life of a lighthouse keeper.",
-    "Explain why the sky is blue, step by step.",
-    "Write a letter to a friend about your trip to the mountains.",
-    "Describe how bread is made, from flour to loaf.",
-    "Explain how a computer stores information.",
-    "Write a short story about a cat who finds a secret garden.",
-]
 CAPPED = "router cap 4"  # the router with its default cap, at the largest concurrency only
 
 
@@ -120,35 +107,14 @@ class Run:
         self.rounds.append(sum(s.tokens for s in samples) / seconds)
 
 
-def messages(question: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}]
-
-
 async def openai_stream(session: aiohttp.ClientSession, url: str, model: str, question: str, max_tokens: int) -> Sample:
     body = {
         "model": model, "messages": messages(question), "max_tokens": max_tokens, "temperature": 0, "stream": True,
         "stream_options": {"include_usage": True},
     }  # fmt: skip
     started = time.perf_counter()
-    first = last = 0.0
-    usage = 0
-    async with session.post(f"{url}/chat/completions", json=body) as response:
-        if response.status != 200:
-            raise RuntimeError(f"{url}: HTTP {response.status}: {await response.text()}")
-        async for raw in response.content:
-            if not raw.startswith(b"data: ") or raw.startswith(b"data: [DONE]"):
-                continue
-            event = json.loads(raw[6:])
-            if "error" in event:
-                raise RuntimeError(f"{url}: error event: {event['error']}")
-            if event.get("usage"):
-                usage = event["usage"]["completion_tokens"]
-            if any((c.get("delta") or {}).get("content") for c in event.get("choices") or ()):
-                last = time.perf_counter()
-                first = first or last
-    if not first or not usage:
-        raise RuntimeError(f"{url}: no tokens, or no usage (usage {usage})")
-    return Sample(first - started, usage, last - first)
+    got = await stream_chat(session, url, body)
+    return Sample(got.first - started, got.tokens, got.last - got.first)
 
 
 async def http_streams(session: aiohttp.ClientSession, url: str, model: str, questions: list[str], max_tokens: int):
@@ -449,11 +415,7 @@ def main() -> None:
         report_servers(*results, args)
     if page_results:
         report_page(*page_results, args)
-    load_after = os.getloadavg()
-    print(
-        f"\ntotal {time.perf_counter() - started:.0f} s; load average {load_before[0]:.1f} at the start, "
-        f"{load_after[0]:.1f} at the end ({os.cpu_count()} CPUs: above that, other work shared them)"
-    )
+    print(closing_line(started, load_before))
 
 
 if __name__ == "__main__":
