@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import httpx
 import pytest
 
 from tests.support.docker import build_image, docker, health, inspect, published_port, require_docker, running_container
-from tests.support.process import wait_until
+from tests.support.process import chat_model_dir, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -90,3 +91,35 @@ def test_docker_stop_is_clean(image: str, tiny_model: Path) -> None:
         assert '"event": "runtime_stopped"' in docker("logs", name).stdout
     finally:
         docker("rm", "--force", "--volumes", name, check=False)
+
+
+def test_the_batched_engine_serves_concurrent_questions_in_the_image(image: str) -> None:
+    """FOUNDRY_ENGINE=batched in the container as compose runs it (non-root, read-only root, /tmp a small tmpfs, no
+    capabilities), on the real model: two questions at once, each answered with its own capital."""
+    model = chat_model_dir()
+    with running_container(
+        "--publish", "127.0.0.1::5273", "--user", "10001:10001", "--read-only", "--init",
+        "--tmpfs", "/tmp:size=64m",  # noqa: S108 - the container's own /tmp, as compose.yaml mounts it
+        "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+        "--volume", f"{model}:/models/{model.name}:ro",
+        "--env", f"FOUNDRY_MODEL_PATH=/models/{model.name}", "--env", "FOUNDRY_ENGINE=batched",
+        image,
+    ) as (name, _):  # fmt: skip
+        url = f"http://127.0.0.1:{published_port(name, 5273)}"
+        wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 200, 120, "the batched engine serving")
+        served = httpx.get(f"{url}/v1/models").json()["data"][0]["id"]
+
+        async def ask(client: httpx.AsyncClient, country: str) -> str:
+            question = {"role": "user", "content": f"What is the capital of {country}?"}
+            body = {"model": served, "messages": [question], "max_tokens": 24, "temperature": 0}
+            answer = await client.post(f"{url}/v1/chat/completions", json=body, timeout=60)
+            assert answer.status_code == 200, answer.text
+            return answer.json()["choices"][0]["message"]["content"]
+
+        async def both() -> list[str]:
+            async with httpx.AsyncClient() as client:
+                return await asyncio.gather(ask(client, "France"), ask(client, "Japan"))
+
+        france, japan = asyncio.run(both())
+        assert "Paris" in france and "Tokyo" in japan, (france, japan, docker("logs", name).stdout[-3000:])
+        assert '"engine": "batched"' in docker("logs", name).stdout

@@ -13,6 +13,9 @@ first every other round) so that drift on a shared machine falls on all of them:
   genai-batched     the same process, static batching: whatever has arrived when the generator is free becomes one
                     Generator with batch_size N (one prompt per row, left-padded), up to --max-batch rows; a request
                     that arrives meanwhile waits for that batch to end (a Generator takes no new rows)
+  batched           the embedded gateway with FOUNDRY_ENGINE=batched (foundry_embedded.batched: continuous batching
+                    over plain ONNX Runtime, up to 8 rows; requests join and leave between decode steps), over its
+                    OpenAI API, streamed
 The GenAI paths run in-process (no HTTP, no SSE): their figures are an upper bound of a service built on them; the
 foundry/foundry-runtime pair shows what HTTP and the gateway cost. TTFT is from a request's arrival to its first
 token; "tok/s/stream" is the median decode rate of one answer (tokens after the first over the time they took);
@@ -34,10 +37,11 @@ Also measured in the same run, once:
     KV cache a row reserves (GenAI allocates past_present_share_buffer caches to max_length per row).
 
 Figures on a machine shared with other work are lower and noisier: the load average is printed at the start and the
-end. A default run took 8 min on a 2-core machine at a load average of 6-7 (5 min with three paths at 3-4).
+end. A default run took 8 min on a 2-core machine at a load average of 6-7 (5 min with three paths at 3-4), before the
+batched path; `--paths foundry,batched` takes 3 min.
 
 Usage: scripts/bench batching [--streams 1,2,4,8] [--max-tokens N] [--rounds N] [--stagger S] [--max-batch N]
-                              [--paths foundry,foundry-runtime,genai-fifo,genai-batched] [--padding left|right]
+                              [--paths foundry,foundry-runtime,genai-fifo,genai-batched,batched] [--padding left|right]
                               [--no-probe]
 """
 
@@ -58,7 +62,7 @@ GENAI_PYTHON = REPO / ".venvs" / "model-build" / "bin" / "python"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _openai_stream import QUESTIONS, closing_line, messages, stream_chat  # noqa: E402
 
-PATHS = ("foundry", "foundry-runtime", "genai-fifo", "genai-batched")
+PATHS = ("foundry", "foundry-runtime", "genai-fifo", "genai-batched", "batched")
 PATTERNS = ("at once", "staggered")
 
 
@@ -312,6 +316,14 @@ def probe_genai_engine(model_dir: Path) -> str:
     return json.loads(probe.stdout)["engine"] if probe.returncode == 0 else f"probe failed: {probe.stderr[-500:]}"
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes `pid` started (the batched engine of a gateway)."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        children += [int(c) for c in task.read_text().split()]
+    return children
+
+
 def first_difference(a, b) -> int | None:
     """The first index where two sequences differ (the shorter one's length if one is a prefix), None if equal."""
     if a == b:
@@ -328,10 +340,15 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict:
     model_dir = chat_model_dir()
     found: dict = {}
     gateway = start_gateway(tmp / "gateway", tmp / "gateway.log", FOUNDRY_MODEL_PATH=str(model_dir))
-    genai = None
+    batched = genai = None
     try:
         model = gateway.wait_for_state({"ready"}, 180)["model"]
         urls = {"foundry": f"{gateway.url}/v1", "foundry-runtime": f"{gateway.runtime_url}{LOCAL_API_BASE}"}
+        if "batched" in args.paths:  # the same service with FOUNDRY_ENGINE=batched
+            batched = start_gateway(tmp / "batched", tmp / "batched.log", FOUNDRY_MODEL_PATH=str(model_dir),
+                                    FOUNDRY_ENGINE="batched")  # fmt: skip
+            batched.wait_for_state({"ready"}, 180)
+            urls["batched"] = f"{batched.url}/v1"
         genai = GenAIWorker(model_dir)
         found["genai"] = genai.hello
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=3)
@@ -349,6 +366,8 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict:
                 "foundry": {q: (await run("foundry", [q], [0.0]))[0].text for q in QUESTIONS},
                 "genai": {q: (await run("genai-fifo", [q], [0.0]))[0] for q in QUESTIONS},
             }
+            if batched is not None:
+                found["alone"]["batched"] = {q: (await run("batched", [q], [0.0]))[0].text for q in QUESTIONS}
             results: dict = {}
             for r in range(args.rounds):
                 for pattern in PATTERNS:
@@ -363,6 +382,10 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict:
         found["results"] = results
         found["rss"] = {"gateway (Foundry Local runtime)": peak_rss_mb(gateway.proc.pid),
                         "GenAI process": peak_rss_mb(genai.proc.pid)}  # fmt: skip
+        if batched is not None:
+            found["rss"]["batched gateway"] = peak_rss_mb(batched.proc.pid)
+            for pid in child_pids(batched.proc.pid):
+                found["rss"]["its batched engine"] = peak_rss_mb(pid)
         found["model"] = model
         return found
     except BaseException:
@@ -372,7 +395,9 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict:
     finally:
         if genai is not None:
             genai.stop()
-        gateway.stop()
+        for service in (gateway, batched):
+            if service is not None:
+                service.stop()
 
 
 def report(found: dict, args: argparse.Namespace) -> None:
@@ -420,7 +445,8 @@ def report(found: dict, args: argparse.Namespace) -> None:
             diffs = [first_difference(alone["genai"][a.question].ids, a.ids) for a in together]
             unit = "token ids"
         else:
-            diffs = [first_difference(alone["foundry"][a.question], a.text) for a in together]
+            reference = alone["batched" if path == "batched" else "foundry"]
+            diffs = [first_difference(reference[a.question], a.text) for a in together]
             unit = "texts (first differing character)"
         differing = [d for d in diffs if d is not None]
         where = (
@@ -431,6 +457,13 @@ def report(found: dict, args: argparse.Namespace) -> None:
         print(f"  {path:<16} {len(together) - len(differing)}/{len(together)} equal {unit}{where}")
     same = sum(alone["foundry"][q] == alone["genai"][q].text for q in QUESTIONS)
     print(f"  alone, Foundry's text = GenAI's decoded ids: {same}/{len(QUESTIONS)} questions")
+    if "batched" in alone:
+        diffs = [first_difference(alone["foundry"][q], alone["batched"][q]) for q in QUESTIONS]
+        print(
+            f"  alone, batched's text = Foundry's: {diffs.count(None)}/{len(QUESTIONS)} questions, first differing "
+            f"characters {diffs} (batched decodes a lone request with MatMulNBits' many-row kernel, Foundry with its "
+            "one-row kernel: foundry_embedded/batched/slots.py)"
+        )
 
     config = json.loads((chat_model_dir() / "genai_config.json").read_text())["model"]["decoder"]
     per_token = 2 * config["num_hidden_layers"] * config["num_key_value_heads"] * config["head_size"] * 4

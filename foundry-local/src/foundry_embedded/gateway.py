@@ -197,7 +197,7 @@ async def forward(
 
     `headers` go back to the client with the answer (the request id, first).
     """
-    url = f"{gateway.runtime.base_url}{model.api_base}/chat/completions"
+    url = f"{model.base_url or gateway.runtime.base_url}{model.api_base}/chat/completions"
     request_id = headers["x-request-id"]
     try:
         upstream = await gateway.session.post(

@@ -19,6 +19,7 @@ from pathlib import Path
 import structlog
 
 from foundry_embedded import archive
+from foundry_embedded.batched.process import BatchedEngine
 from foundry_embedded.metrics import Metrics
 from foundry_embedded.settings import Settings
 
@@ -48,6 +49,8 @@ class ServedModel:
     # Whether the runtime takes `tools` for this model: True, False (the model publishes no tool-call markers,
     # the gateway then serves such requests without their tools), None when the probe could not tell.
     tool_calls: bool | None = None
+    # Where its chat completions go: None, the runtime's own service; else the batched engine's loopback URL.
+    base_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,7 @@ class EmbeddedRuntime:
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
         self.base_url: str | None = None
+        self._engine = BatchedEngine()
         metrics.state.state("starting")
 
     @property
@@ -171,6 +175,7 @@ class EmbeddedRuntime:
         """Unload the model and stop the runtime; exit the process if the native side hangs."""
         self._cancel.set()
         self._set(replace(self._status, state="stopping", message="Stopping."))
+        self._engine.stop()
         if self._manager is None:
             return
         closer = threading.Thread(target=self._manager.close, name="close-runtime", daemon=True)
@@ -297,6 +302,8 @@ class EmbeddedRuntime:
     def _load(self, model, api_base: str) -> ServedModel:
         self._set(Status("loading", f"Loading {model.id}.", model=model.id))
         started = time.perf_counter()
+        if self._settings.foundry_engine == "batched":
+            return self._load_batched(model, started)
         model.load()
         log.info("model_loaded", model=model.id, seconds=round(time.perf_counter() - started, 3))
         tool_calls = self._probe_tool_calls(model.id, api_base)
@@ -307,6 +314,15 @@ class EmbeddedRuntime:
             context_length=model.context_length,
             tool_calls=tool_calls,
         )
+
+    def _load_batched(self, model, started: float) -> ServedModel:
+        """FOUNDRY_ENGINE=batched: the batched engine serves the folder the runtime prepared (the runtime does not
+        load it: one copy of the weights in memory). It cannot call tools: the gateway serves such requests without
+        them, as for a model without tool-call markers."""
+        url = self._engine.start(Path(model.get_path()), model.id, self._cancel)
+        log.info("model_loaded", model=model.id, engine="batched", seconds=round(time.perf_counter() - started, 3))
+        return ServedModel(id=model.id, alias=model.alias, api_base=PUBLIC_API_BASE,
+                           context_length=model.context_length, tool_calls=False, base_url=url)  # fmt: skip
 
     def _probe_tool_calls(self, model_id: str, api_base: str) -> bool | None:
         """Ask the runtime itself whether it takes `tools` for this model: one request of a few output tokens.

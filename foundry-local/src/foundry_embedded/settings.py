@@ -51,6 +51,16 @@ class Settings(BaseSettings):
         ),
     )
 
+    foundry_engine: Literal["foundry", "batched"] = Field(
+        "foundry",
+        validation_alias="FOUNDRY_ENGINE",
+        description=(
+            "what serves the model: `foundry`, the Foundry Local runtime's own service (one request decodes at a "
+            "time); `batched`, a continuous-batching decoder over ONNX Runtime on the same folder (concurrent "
+            "requests decode together: more tokens/s in all, answers identical to alone; no tool calls)"
+        ),
+    )
+
     data_dir: Path = Field(
         Path("/data"),
         validation_alias="FOUNDRY_DATA_DIR",
@@ -95,6 +105,12 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("foundry_engine", mode="before")
+    @classmethod
+    def _engine_lower_empty_is_default(cls, value: object) -> object:
+        # `FOUNDRY_ENGINE=` in a .env file: the default, as if unset.
+        return (value.lower() or "foundry") if isinstance(value, str) else value
 
     @field_validator("foundry_model_id")
     @classmethod
