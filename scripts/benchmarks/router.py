@@ -5,7 +5,10 @@ so that what differs between the paths is the router and not a model's noise.
    (request by request at 1 stream; round by round at 64 streams). "64 steady": 64 clients whose first requests
    are spread over one answer's duration, each sending 3 in a row, so that 64 streams are in flight all along;
    "64 at once": 64 requests in the same instant (no target; every request's setup queues behind the others).
-   The CPU each process used per token delivered is measured too (/proc; the client is this process).
+   The CPU each process used per token delivered is measured too (/proc; the client is this process), and its
+   kernel part. A third path, "splice", is a raw TCP byte copy in Python (_splice.py: uvloop protocols, no HTTP,
+   nothing read) between the client and the same upstream: the floor of any relay in Python on this machine (the
+   event loop's wake-ups, one read and one write system call per chunk), against which the router's cost is read.
 2. Scaling: 1, 2 and 4 paced upstreams behind the router, each capped at 8 streams (UPSTREAM_MAX_CONCURRENCY=8,
    a queue long enough for the rest), under 32 concurrent clients; the aggregate rate is compared with N times
    one upstream's direct rate at 8 streams, measured in the same rounds. "direct N" (8 clients straight to each
@@ -24,20 +27,23 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.support.paced import PACED_MODEL, PacedUpstream, start_paced_upstream
-from tests.support.process import metric_sum, wait_until
+from tests.support.process import free_port, metric_sum, wait_until
 from tests.support.router import RouterProcess, start_router
 
 PROMPT = [{"role": "user", "content": "Tell me about local inference on a laptop."}]
@@ -77,12 +83,14 @@ class Run:
 
 
 def cpu_seconds(pids: dict[str, int]) -> Counter:
-    """CPU time (user + system) of each process so far, and of this one (the client) as "client"."""
+    """CPU time (user + system) of each process so far, and of this one (the client) as "client"; the system part
+    of each process as "<role> kernel"."""
     tick = os.sysconf("SC_CLK_TCK")
     used = Counter({"client": time.process_time()})
     for role, pid in pids.items():
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         used[role] = (int(fields[11]) + int(fields[12])) / tick
+        used[f"{role} kernel"] = int(fields[12]) / tick
     return used
 
 
@@ -218,6 +226,11 @@ def wait_upstreams_up(router: RouterProcess, n: int) -> None:
     wait_until(up, 60, f"the router to see {n} paced upstreams up")
 
 
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def mark(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
@@ -235,7 +248,7 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, Run]], scales:
                 f"{run.ttft(95) * 1000:>8.2f}ms{run.stream_rate:>14.1f}{run.aggregate:>11.0f}"
             )
     roles = ("client", "router", "upstream")
-    print(f"{'CPU us per token':<22}" + "".join(f"{role:>10}" for role in roles))
+    print(f"{'CPU us per token':<22}" + "".join(f"{role:>10}" for role in roles) + "  (router: the splice's own)")
     for load, runs in results.items():
         for name, run in runs.items():
             cells = "".join(f"{run.cpu_per_token(r):>10.1f}" if r in run.cpu else f"{'-':>10}" for r in roles)
@@ -258,6 +271,12 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, Run]], scales:
     # The relay's own cost: the router's CPU per token relayed at full load (one token per chunk, as paced).
     relay_cpu = steady["router"].cpu_per_token("router")
     target(f"router CPU per relayed chunk, {args.streams} steady", f"{relay_cpu:.1f} us", "<= 20 us", relay_cpu <= 20)
+    if "splice" in steady:
+        floor, kernel = steady["splice"].cpu_per_token("router"), steady["splice"].cpu_per_token("router kernel")
+        ours = steady["router"].cpu_per_token("router kernel")
+        print(f"{'  of which in the kernel':<50}{ours:>7.1f} us")
+        print(f"{'raw TCP byte copy (splice) per chunk, the floor':<50}{floor:>7.1f} us   (kernel {kernel:.1f} us): "
+              f"router / floor {relay_cpu / floor:.2f}")  # fmt: skip
     print()
     print(
         f"scaling: {args.clients} clients, N upstreams capped at {args.cap} streams each (queue "
@@ -308,15 +327,26 @@ def main() -> None:
             # Overhead: a cap and a queue far above the load, so that the router only forwards.
             big = str(max(256, args.streams * 2))
             router = start_router(Path(tmp) / "overhead", [upstreams[0].url], UPSTREAM_MAX_CONCURRENCY=big,
-                                  UPSTREAM_QUEUE_SIZE=big)  # fmt: skip
+                                  UPSTREAM_QUEUE_SIZE=big, ADMISSION="static")  # fmt: skip
             routers.append(router)
             router.wait_ready(60)
-            paths = {"direct": upstreams[0].url, "router": f"{router.url}/v1"}
+            splice_port = free_port()
+            upstream_port = str(urlsplit(upstreams[0].url).port)
+            splice = subprocess.Popen([sys.executable, str(Path(__file__).with_name("_splice.py")), str(splice_port),
+                                       upstream_port])  # fmt: skip
+            wait_until(lambda: port_open(splice_port), 30, "the splice relay")
+            paths = {"direct": upstreams[0].url, "router": f"{router.url}/v1",
+                     "splice": f"http://127.0.0.1:{splice_port}/v1"}  # fmt: skip
             pids = {
                 "direct": {"upstream": upstreams[0].proc.pid},
                 "router": {"upstream": upstreams[0].proc.pid, "router": router.proc.pid},
+                "splice": {"upstream": upstreams[0].proc.pid, "router": splice.pid},
             }
-            results = asyncio.run(overhead(paths, pids, args))
+            try:
+                results = asyncio.run(overhead(paths, pids, args))
+            finally:
+                splice.terminate()
+                splice.wait(10)
             router.stop()
 
             scales = []
@@ -324,6 +354,7 @@ def main() -> None:
                 router = start_router(
                     Path(tmp) / f"scale-{n}", [u.url for u in upstreams[:n]],
                     UPSTREAM_MAX_CONCURRENCY=str(args.cap), UPSTREAM_QUEUE_SIZE=str(args.clients * 2),
+                    ADMISSION="static",
                 )  # fmt: skip
                 routers.append(router)
                 router.wait_ready(60)
