@@ -23,14 +23,17 @@ from pathlib import Path
 import httpx
 import socketio
 
+from foundry_chat.views import WAITING_PREFIX
 from tests.support.chat import ChatProcess, running_chat, start_chat
 from tests.support.paced import PACED_MODEL, PacedUpstream, start_paced_upstream
 from tests.support.process import GatewayProcess
 
 __all__ = [
+    "ONE_AT_A_TIME",
     "PACED_MODEL",
     "ChainlitClient",
     "ChatProcess",
+    "Holder",
     "PacedUpstream",
     "ask_once",
     "chat_in_front_of",
@@ -60,10 +63,15 @@ class Reply:
 
     @property
     def streamed_text(self) -> str:
-        """The answer as it was streamed: stream_start carries the first token, stream_token the rest."""
-        return "".join(d["output"] for d in self.named("stream_start")) + "".join(
-            d["token"] for d in self.named("stream_token")
-        )
+        """The answer as it was streamed: stream_start carries the first text, stream_token the rest; a token marked
+        isSequence replaces the text (the answer's first token after the waiting line, as the page shows it)."""
+        text = ""
+        for event, data in self.events:
+            if event == "stream_start":
+                text += data["output"]  # type: ignore[index]
+            elif event == "stream_token":
+                text = data["token"] if data.get("isSequence") else text + data["token"]  # type: ignore[union-attr,index]
+        return text
 
     @property
     def usage_tokens(self) -> int:
@@ -82,8 +90,13 @@ class Reply:
         return answers[-1]["output"] if answers else ""
 
     def token_times(self) -> list[float]:
-        """Arrival times of the answer's tokens: the first comes with stream_start, the rest as stream_token."""
-        return [t for (event, _), t in zip(self.events, self.times, strict=True) if event in STREAM_EVENTS]
+        """Arrival times of the answer's tokens: the first comes with stream_start, the rest as stream_token (the
+        waiting line shown while the router queues the request is not a token)."""
+        return [
+            t
+            for (event, data), t in zip(self.events, self.times, strict=True)
+            if event in STREAM_EVENTS and not waiting_line(data)
+        ]
 
     def texts(self) -> list[str]:
         return [d.get("output", "") for d in self.named("new_message") + self.named("update_message")]
@@ -97,6 +110,12 @@ class Reply:
     def ttft(self) -> float:
         """Seconds from sending the question to its first token."""
         return self.token_times()[0] - self.sent_at
+
+
+def waiting_line(data: object) -> bool:
+    """A stream event that shows the place in the router's queue (views.waiting_text), not the answer."""
+    text = data.get("output", data.get("token", "")) if isinstance(data, dict) else ""
+    return isinstance(text, str) and text.startswith(WAITING_PREFIX)
 
 
 @contextmanager
@@ -291,3 +310,25 @@ async def converse(
 
 def ask_once(url: str, text: str, settings: dict | None = None) -> Reply:
     return asyncio.run(converse(url, text, settings))
+
+
+# A router that takes one request at a time: with a Holder, the next request waits in its queue.
+ONE_AT_A_TIME = {"UPSTREAM_MAX_CONCURRENCY": "1", "UPSTREAM_QUEUE_SIZE": "4"}
+
+
+class Holder:
+    """A stream through the router that has the upstream's one slot (its first token is in) until `close`."""
+
+    def __init__(self, router_base_url: str) -> None:
+        body = {"model": PACED_MODEL, "messages": [{"role": "user", "content": "hold"}], "max_tokens": 100_000,
+                "stream": True}  # fmt: skip
+        self.client = httpx.Client(timeout=30)
+        request = self.client.build_request("POST", f"{router_base_url}/chat/completions", json=body)
+        self.response = self.client.send(request, stream=True)
+        assert self.response.status_code == 200
+        self.lines = self.response.iter_lines()  # kept: a reader dropped half-way closes the response
+        assert next(line for line in self.lines if line).startswith("data:")
+
+    def close(self) -> None:
+        self.response.close()
+        self.client.close()

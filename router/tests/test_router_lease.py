@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 import aiohttp
 import pytest
 
+from foundry_common.protocol import QUEUE_COMMENT_PREFIX
 from foundry_router.app import create_app
 from foundry_router.service import Router
 from foundry_router.settings import Settings
@@ -123,7 +124,7 @@ def recorder_faults(router: Router, faults: Faults) -> Iterator[None]:
     yield
 
 
-async def one_request(app, faults: Faults, stream: bool) -> None:
+async def one_request(app, faults: Faults, stream: bool, told: asyncio.Event) -> None:
     """One chat completion through the ASGI app, the client's receive and send with fault points."""
     body = json.dumps(
         {"model": PACED_MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "stream": stream}
@@ -147,6 +148,8 @@ async def one_request(app, faults: Faults, stream: bool) -> None:
 
     async def send(message: dict) -> None:
         await faults.wait(f"client {message['type']}")
+        if message.get("body", b"").startswith(QUEUE_COMMENT_PREFIX.encode()):
+            told.set()  # the client has its place in the queue
         if message["type"] == "http.response.body" and not message.get("more_body"):
             done.set()
 
@@ -164,11 +167,12 @@ async def run(upstream: PacedUpstream, faults: Faults, stream: bool, queued: boo
         router.session = session  # type: ignore[assignment]
         holder = status.slots.take() if queued else None  # the one slot busy: the request waits in the queue
         with recorder_faults(router, faults):
-            request = asyncio.create_task(one_request(app, faults, stream))
+            told = asyncio.Event()
+            request = asyncio.create_task(one_request(app, faults, stream, told))
             if holder is not None:
                 # A condition on the admission object, which has no event to wait on: checked at each turn of the
-                # loop (no time involved), until the request waits in the queue.
-                while status.slots.queued == 0 and not request.done():  # noqa: ASYNC110
+                # loop (no time involved), until the request waits in the queue (a stream: and its client was told).
+                while not request.done() and (status.slots.queued == 0 or (stream and not told.is_set())):  # noqa: ASYNC110
                     await asyncio.sleep(0)
                 holder.release()  # the slot goes to the waiting request
             with contextlib.suppress(Injected, aiohttp.ClientError, asyncio.CancelledError):
@@ -185,8 +189,9 @@ def upstream() -> Iterator[PacedUpstream]:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize(("stream", "queued"), [(True, False), (False, False), (True, True)],
-                         ids=["stream", "whole answer", "stream after a wait in the queue"])  # fmt: skip
+@pytest.mark.parametrize(("stream", "queued"), [(True, False), (False, False), (True, True), (False, True)],
+                         ids=["stream", "whole answer", "stream after a wait in the queue",
+                              "whole answer after a wait in the queue"])  # fmt: skip
 def test_a_fault_at_any_point_gives_the_slot_back(upstream: PacedUpstream, kind: str, stream: bool,
                                                   queued: bool) -> None:  # fmt: skip
     clean = Faults(None, kind)  # a run without a fault: the points one request meets

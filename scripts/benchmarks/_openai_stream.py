@@ -3,10 +3,15 @@ they need it (when the first and the last token came, the usage the server repor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # batching.py's GenAI worker imports this module in a venv without aiohttp
@@ -73,3 +78,23 @@ def closing_line(started: float, load_before: tuple[float, float, float]) -> str
         f"\ntotal {time.perf_counter() - started:.0f} s; load average {load_before[0]:.1f} at the start, "
         f"{load_after[0]:.1f} at the end ({os.cpu_count()} CPUs: above that, other work shared them)"
     )
+
+
+@contextlib.contextmanager
+def local_services(prefix: str) -> Iterator[tuple[Path, list]]:
+    """A scratch folder for the services' data and logs, and a list the caller appends each process it starts to
+    (anything with `stop()`): on a failure each log's last lines are printed before the folder goes; at the end the
+    processes are stopped, the last started first."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        processes: list = []
+        try:
+            yield Path(tmp), processes
+        except BaseException:
+            for log in sorted(Path(tmp).rglob("*.log")):
+                lines = log.read_text(errors="replace").splitlines()
+                print(f"--- {log} (last 15 of {len(lines)} lines)\n" + "\n".join(lines[-15:]), file=sys.stderr)
+            raise
+        finally:
+            for process in reversed(processes):
+                with contextlib.suppress(Exception):
+                    process.stop()

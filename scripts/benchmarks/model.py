@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import statistics
@@ -50,7 +49,7 @@ import aiohttp
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO), str(REPO / "chat-app" / "tests"), str(Path(__file__).resolve().parent)]
-from _openai_stream import QUESTIONS, SYSTEM_PROMPT, closing_line, messages, stream_chat  # noqa: E402
+from _openai_stream import QUESTIONS, SYSTEM_PROMPT, closing_line, local_services, messages, stream_chat  # noqa: E402
 from chat_support import ChainlitClient  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 from webgpu import CHAT_PROMPT, GENAI_PYTHON, READY_TIMER, REFERENCE, TIMEOUT_MS, chat_load, chat_turn  # noqa: E402
@@ -200,20 +199,9 @@ def start_servers(tmp: Path, args: argparse.Namespace, processes: list) -> tuple
 
 
 def servers(args: argparse.Namespace) -> tuple[dict[str, dict[int, Run]], str]:
-    with tempfile.TemporaryDirectory(prefix="model-bench-") as tmp:
-        processes: list = []
-        try:
-            urls, chat, model = start_servers(Path(tmp), args, processes)
-            return asyncio.run(measure_servers(urls, chat, model, args)), model
-        except BaseException:
-            for log in sorted(Path(tmp).rglob("*.log")):  # what the services said, before their folder goes
-                lines = log.read_text(errors="replace").splitlines()
-                print(f"--- {log} (last 15 of {len(lines)} lines)\n" + "\n".join(lines[-15:]), file=sys.stderr)
-            raise
-        finally:
-            for process in reversed(processes):
-                with contextlib.suppress(Exception):
-                    process.stop()
+    with local_services("model-bench-") as (tmp, processes):
+        urls, chat, model = start_servers(tmp, args, processes)
+        return asyncio.run(measure_servers(urls, chat, model, args)), model
 
 
 def recommend(curve: dict[int, Run], within: float) -> tuple[int, int]:

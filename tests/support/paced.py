@@ -37,9 +37,11 @@ def start_paced_upstream(
     downloading: float | None = None,
     port: int | None = None,
     flags: tuple[str, ...] = (),
+    capacity_tokens_per_second: float = 0.0,
 ) -> PacedUpstream:
     """Start it and wait until it answers; `port` restarts one on the address it had; `flags` are paced_upstream.py's
-    other options as on its command line (--completions, --model ID, --refuse-field NAME …)."""
+    other options as on its command line (--completions, --model ID, --refuse-field NAME …);
+    `capacity_tokens_per_second` makes its streams share that throughput, like a CPU runtime's (0: they do not)."""
     port = port or free_port()
     args = [
         sys.executable, str(Path(__file__).with_name("paced_upstream.py")), str(port),
@@ -50,6 +52,8 @@ def start_paced_upstream(
         args += ["--downloading", str(downloading)]
     if break_mid_event:
         args.append("--break-mid-event")
+    if capacity_tokens_per_second:
+        args += ["--capacity-tokens-per-second", str(capacity_tokens_per_second)]
     args += flags
     upstream = PacedUpstream(subprocess.Popen(args), f"http://127.0.0.1:{port}/v1")
 

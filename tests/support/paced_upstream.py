@@ -6,7 +6,11 @@ fail with an HTTP status before the first token, or drop the connection after N 
 it refuses, as a runtime refuses what it does not support, every chat request that carries the field NAME: an
 OpenAI error naming it, with --refuse-status (400 by default; a 5xx that blames the request with
 `invalid_request_error` is possible too), or as the error event of a 200 stream with --refuse-in-stream. `GET /stats`
-says how many streams started, finished and were cancelled by the client (the stop button's proof).
+says how many streams started, finished and were cancelled by the client (the stop button's proof), and the most
+chat streams it ever ran at once (`peak`).
+
+With --capacity-tokens-per-second X its chat streams share a fixed aggregate throughput, as a CPU runtime's do: each
+stream's next token comes after max(token interval, streams running now / X), so N streams each get X/N tokens/s.
 
 Its model has an alias in /v1/models, as the embedded gateway's has. With --completions and --embeddings it also
 serves /v1/completions (same pace; text " tok0 tok1 …") and /v1/embeddings (a vector computed from each input
@@ -49,8 +53,15 @@ def create_app(
     refuse_field: str = "",
     refuse_status: int = 400,
     refuse_in_stream: bool = False,
+    capacity_tokens_per_second: float = 0.0,
 ) -> Starlette:
-    stats = {"started": 0, "finished": 0, "cancelled": 0}
+    stats = {"started": 0, "finished": 0, "cancelled": 0, "peak": 0}
+    running = [0]  # chat streams in progress (a list: changed inside the generators)
+
+    def pace() -> float:
+        """Seconds until a stream's next token: shared by the running streams when the capacity is fixed."""
+        interval = token_interval_ms / 1000
+        return max(interval, running[0] / capacity_tokens_per_second) if capacity_tokens_per_second else interval
 
     async def healthz(request: Request) -> JSONResponse:
         # Only when asked to look like the embedded service while its model downloads.
@@ -102,8 +113,10 @@ def create_app(
 
         async def stream():
             stats["started"] += 1
+            running[0] += 1
+            stats["peak"] = max(stats["peak"], running[0])
             loop = asyncio.get_running_loop()
-            start = loop.time()
+            due = loop.time() + first_token_ms / 1000
             try:
                 yield event({"role": "assistant", "content": ""})
                 for i in range(count):
@@ -111,9 +124,10 @@ def create_app(
                         if break_mid_event:  # as a process killed while it writes: half an event, then nothing
                             yield event({"content": f" tok{i}"})[:40]
                         raise DropConnection
-                    # Paced against the start time, so that scheduling delays do not add up.
-                    await asyncio.sleep(max(0.0, start + (first_token_ms + i * token_interval_ms) / 1000 - loop.time()))
+                    # Paced against when each token is due, so that scheduling delays do not add up.
+                    await asyncio.sleep(max(0.0, due - loop.time()))
                     yield event({"content": f" tok{i}"})
+                    due += pace()
                 total = prompt_tokens + count
                 yield event(None, {"prompt_tokens": prompt_tokens, "completion_tokens": count, "total_tokens": total})
                 yield b"data: [DONE]\n\n"
@@ -121,6 +135,8 @@ def create_app(
             except (asyncio.CancelledError, GeneratorExit):
                 stats["cancelled"] += 1
                 raise
+            finally:
+                running[0] -= 1
 
         return StreamingResponse(stream(), media_type="text/event-stream")
 
@@ -202,11 +218,15 @@ def main() -> None:
     parser.add_argument("--refuse-field", default="", help="refuse chat requests that carry this field")
     parser.add_argument("--refuse-status", type=int, default=400, help="the status of that refusal")
     parser.add_argument("--refuse-in-stream", action="store_true", help="refuse a stream in its first event instead")
+    parser.add_argument(
+        "--capacity-tokens-per-second", type=float, default=0.0,
+        help="chat streams share this aggregate throughput, as on a CPU (0: each at its own pace)",
+    )  # fmt: skip
     args = parser.parse_args()
     app = create_app(
         args.first_token_ms, args.token_interval_ms, args.fail_status, args.break_after, args.downloading,
         args.break_mid_event, args.model, args.alias, args.completions, args.embeddings, args.refuse_field,
-        args.refuse_status, args.refuse_in_stream,
+        args.refuse_status, args.refuse_in_stream, args.capacity_tokens_per_second,
     )  # fmt: skip
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
@@ -24,6 +24,8 @@ from foundry_common.protocol import (
     MODEL_HEADER,
     ROUTE_HEADER,
     UPSTREAM_HEADER,
+    queue_place,
+    where_headers,
 )
 from foundry_common.protocol import ROUTE_REASON_HEADER as REASON_HEADER
 from foundry_common.protocol import UPSTREAM_KIND_HEADER as KIND_HEADER
@@ -32,6 +34,7 @@ log = structlog.get_logger("foundry_chat.chat")
 
 OPERATION = "chat"
 Outcome = Literal["ok", "interrupted", "stopped", "failed"]
+OnQueue = Callable[[int, float | None], Awaitable[None]]  # a place in the router's queue: ahead, expected wait (s)
 
 # The router's request header (the route of the chat profile) and its response headers: foundry_common.protocol.
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -83,6 +86,7 @@ class Answer:
     time_to_first_chunk: float | None = None
     duration: float = 0.0
     chunks: int = 0
+    queue_ahead: int | None = None  # requests ahead of it when it joined the router's queue (None: it did not wait)
 
     @property
     def text(self) -> str:
@@ -190,14 +194,16 @@ class ChatService:
         max_tokens: int,
         on_token: Callable[[str], Awaitable[None]],
         request_id: str | None = None,
+        on_queue: OnQueue | None = None,
     ) -> Answer:
-        """Stream an answer into `on_token`. Cancelling the calling task closes the request to the router."""
+        """Stream an answer into `on_token`; while it waits in the router's queue, its place (requests ahead, the
+        expected wait in seconds or None) into `on_queue`. Cancelling the calling task closes the request."""
         started = time.perf_counter()
         answer = Answer(model=model, route=route)
         if self.log_prompts:
             log.info("prompt", messages=messages)
         try:
-            await self._stream(answer, messages, temperature, max_tokens, on_token, request_id)
+            await self._stream(answer, messages, temperature, max_tokens, on_token, request_id, on_queue)
         except asyncio.CancelledError:
             answer.outcome = "stopped"
             self._observe(answer, started, "cancelled")
@@ -239,6 +245,7 @@ class ChatService:
         max_tokens: int,
         on_token: Callable[[str], Awaitable[None]],
         request_id: str | None,
+        on_queue: OnQueue | None,
     ) -> None:
         request_started = time.perf_counter()
         headers = {ROUTE_HEADER: answer.route}
@@ -260,32 +267,57 @@ class ChatService:
         # Leaving this block (done, failed or cancelled) closes the HTTP response, which stops the generation.
         async with request as response:
             answer.where = Where.from_headers(response.headers, answer.model)
-            labels = self._labels(answer)
-            per_chunk = self.metrics.time_per_output_chunk.labels(*labels)
-            last_chunk_at = request_started
-            async for line in response.iter_lines():
-                chunk = parse_line(line)
-                if chunk is None:
-                    continue
-                if chunk.done:
-                    break
-                if chunk.output_tokens is not None:
-                    answer.input_tokens, answer.output_tokens = chunk.input_tokens, chunk.output_tokens
-                token = chunk.token
-                if not token:
-                    continue
-                now = time.perf_counter()
-                if answer.chunks == 0:
-                    answer.time_to_first_chunk = now - request_started
-                    self.metrics.time_to_first_chunk.labels(*labels).observe(answer.time_to_first_chunk)
-                else:
-                    per_chunk.observe(now - last_chunk_at)
-                last_chunk_at = now
-                answer.chunks += 1
-                answer.tokens.append(token)
-                await on_token(token)
+            await self._read(answer, response.iter_lines(), request_started, on_token, on_queue)
         if answer.output_tokens is None:
             answer.output_tokens = answer.chunks  # no usage was sent: one token per chunk is close
+
+    async def _read(
+        self,
+        answer: Answer,
+        lines: AsyncIterator[str],
+        request_started: float,
+        on_token: Callable[[str], Awaitable[None]],
+        on_queue: OnQueue | None,
+    ) -> None:
+        """The stream's lines into `answer` and `on_token`; the router's comments before the first token (its
+        place in the queue, where it ran after a wait) into `on_queue` and `answer.where`."""
+        labels = per_chunk = None
+        last_chunk_at = request_started
+        async for line in lines:
+            chunk = parse_line(line)
+            if chunk is None:
+                if line.startswith(":") and answer.chunks == 0:  # an SSE comment: the router's words, if any
+                    await self._note(answer, line, on_queue)
+                continue
+            if chunk.done:
+                break
+            if chunk.output_tokens is not None:
+                answer.input_tokens, answer.output_tokens = chunk.input_tokens, chunk.output_tokens
+            token = chunk.token
+            if not token:
+                continue
+            now = time.perf_counter()
+            if labels is None or per_chunk is None:  # labels now: a stream that waited learns where it ran late
+                labels = self._labels(answer)
+                per_chunk = self.metrics.time_per_output_chunk.labels(*labels)
+                answer.time_to_first_chunk = now - request_started
+                self.metrics.time_to_first_chunk.labels(*labels).observe(answer.time_to_first_chunk)
+            else:
+                per_chunk.observe(now - last_chunk_at)
+            last_chunk_at = now
+            answer.chunks += 1
+            answer.tokens.append(token)
+            await on_token(token)
+
+    @staticmethod
+    async def _note(answer: Answer, line: str, on_queue: OnQueue | None) -> None:
+        if (place := queue_place(line)) is not None:
+            if answer.queue_ahead is None:
+                answer.queue_ahead = place[0]  # its place when it joined the queue, for the log
+            if on_queue is not None:
+                await on_queue(*place)
+        elif (headers := where_headers(line)) is not None:
+            answer.where = Where.from_headers(headers, answer.model) or answer.where
 
     def _observe(self, answer: Answer, started: float, error_type: str) -> None:
         labels = self._labels(answer)
@@ -308,6 +340,7 @@ class ChatService:
             answered_by=where.model if where else None,
             route_reason=where.reason if where else None,
             failed_over=list(where.failed_over) if where and where.failed_over else None,
+            queue_ahead=answer.queue_ahead,
             ttft_ms=round(answer.time_to_first_chunk * 1000, 2) if answer.time_to_first_chunk is not None else None,
             duration_ms=round(answer.duration * 1000, 2),
             input_tokens=answer.input_tokens,

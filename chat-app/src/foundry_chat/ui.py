@@ -240,7 +240,8 @@ async def stream_reply(question: str, request: Request) -> Outcome:
 
     # Its time is set now, not when it is first saved: the stored thread keeps the order the user saw.
     reply = cl.Message(content="", created_at=utc_now(), metadata=answer_record(None, "", IN_PROGRESS))
-    stream = CoalescingStream(reply.stream_token, settings.stream_interval_ms / 1000)
+    waiting = WaitingLine(reply)
+    stream = CoalescingStream(waiting.stream_token, settings.stream_interval_ms / 1000)
     checkpoints = Checkpoints(reply, svc.history.active, settings.checkpoint_seconds)
 
     async def on_token(token: str) -> None:
@@ -250,13 +251,16 @@ async def stream_reply(question: str, request: Request) -> Outcome:
     try:
         answer = await svc.chat.answer(
             request.model, request.route, prompt.messages, choices.temperature, choices.max_tokens, on_token,
-            request.request_id,
+            request.request_id, waiting.show,
         )  # fmt: skip
         await stream.close()
     except asyncio.CancelledError:
         # The stop button: keep what was said, in the chat and in the history.
         await stream.close()
-        if reply.content:
+        if waiting.shown:  # stopped in the queue: no answer began, and the waiting line goes
+            reply.content, reply.metadata = views.STOPPED_WAITING_NOTE, answer_record(None, "", "stopped")
+            await reply.update()
+        elif reply.content:
             cl.user_session.set("turns", [*turns, Turn(question, reply.content)])
             reply.metadata = answer_record(None, reply.content, "stopped")
             reply.content += views.STOPPED_NOTE
@@ -273,6 +277,26 @@ async def stream_reply(question: str, request: Request) -> Outcome:
     else:
         await reply.send()
     return answer.outcome
+
+
+class WaitingLine:
+    """The reply shows its place in the router's queue until the first token, which replaces it (Chainlit's
+    `is_sequence` token: the message's whole text); a reply that never waited streams as it always did."""
+
+    def __init__(self, reply: cl.Message) -> None:
+        self.reply = reply
+        self.shown = False
+        self.text = ""
+
+    async def show(self, ahead: int, wait_seconds: float | None) -> None:
+        if (text := views.waiting_text(ahead, wait_seconds)) != self.text:  # a heartbeat repeats the same place
+            self.text = text
+            await self.reply.stream_token(text, is_sequence=True)
+        self.shown = True
+
+    async def stream_token(self, text: str) -> None:
+        replace, self.shown = self.shown, False
+        await self.reply.stream_token(text, is_sequence=replace)
 
 
 class Checkpoints:

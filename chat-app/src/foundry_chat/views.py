@@ -132,6 +132,17 @@ def dropped_turns_text(dropped: int, context_tokens: int) -> str:
 
 
 STOPPED_NOTE = "\n\n*— stopped; the rest of the answer was not generated.*"
+STOPPED_WAITING_NOTE = "*— stopped while it waited for the model.*"
+
+
+WAITING_PREFIX = "Waiting for the model:"
+
+
+def waiting_text(ahead: int, wait_seconds: float | None) -> str:
+    """The answer's place until its first token: the router's place in the queue and expected wait, in words."""
+    place = "you are next" if ahead <= 0 else f"{ahead} ahead of you"
+    wait = "" if wait_seconds is None else f", about {max(1, round(wait_seconds))} s"
+    return f"{WAITING_PREFIX} {place}{wait}…"  # plain text: the page showed the asterisks of italics here
 
 
 def footer(answer: Answer) -> str:

@@ -67,3 +67,57 @@ def error_message(body: bytes, limit: int = 1000) -> str:
     if isinstance(data, dict) and isinstance(data.get("error"), str):
         return data["error"][:limit]
     return json.dumps(data)[:limit]
+
+
+# A request waiting for a free upstream learns its place. On a stream that waits, the router starts the response at
+# once and sends SSE comments before the first event (SSE clients, the openai SDKs and Open WebUI skip comments):
+#   : foundry-queue {"ahead": 2, "wait_seconds": 6.5}
+# again whenever the place changes, and as a heartbeat. Every answer that waited carries the headers below (on a
+# stream that waited they are sent with the early start, so the first is the place on arrival).
+QUEUE_COMMENT_PREFIX = ": foundry-queue "
+QUEUE_AHEAD_HEADER = "x-foundry-queue-ahead"  # requests ahead of this one when it joined the queue
+QUEUE_WAIT_HEADER = "x-foundry-queue-wait-ms"  # on a whole answer: how long it waited for a slot
+
+
+def queue_comment(ahead: int, wait_seconds: float | None) -> bytes:
+    """One SSE comment event: the place in the queue (requests ahead) and the expected wait (None: unknown yet)."""
+    wait = None if wait_seconds is None else round(wait_seconds, 1)
+    return f"{QUEUE_COMMENT_PREFIX}{json.dumps({'ahead': ahead, 'wait_seconds': wait})}\n\n".encode()
+
+
+def queue_place(line: str | bytes) -> tuple[int, float | None] | None:
+    """(ahead, wait_seconds) from a line of a stream, or None when it is not our queue comment."""
+    text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+    if not text.startswith(QUEUE_COMMENT_PREFIX):
+        return None
+    try:
+        place = json.loads(text[len(QUEUE_COMMENT_PREFIX) :])
+        ahead, wait = int(place["ahead"]), place.get("wait_seconds")
+        return ahead, (None if wait is None else float(wait))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+# A stream that started while it waited in the queue had no upstream yet when its headers went out: where it ran
+# (the X-Foundry-* headers a whole answer has) comes as one more comment, once it has a slot, before the first event.
+WHERE_COMMENT_PREFIX = ": foundry-where "
+
+
+def where_comment(headers: dict[str, str]) -> bytes:
+    """One SSE comment event with the router's X-Foundry-* headers of an answer (other headers are left out)."""
+    ours = {name.lower(): value for name, value in headers.items() if name.lower().startswith(FOUNDRY_HEADER_PREFIX)}
+    return f"{WHERE_COMMENT_PREFIX}{json.dumps(ours)}\n\n".encode()
+
+
+def where_headers(line: str | bytes) -> dict[str, str] | None:
+    """The headers of a where comment (as `where_comment` wrote them), or None when the line is not one."""
+    text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+    if not text.startswith(WHERE_COMMENT_PREFIX):
+        return None
+    try:
+        headers = json.loads(text[len(WHERE_COMMENT_PREFIX) :])
+    except ValueError:
+        return None
+    if not isinstance(headers, dict):
+        return None
+    return {str(name): str(value) for name, value in headers.items()}

@@ -10,6 +10,7 @@ candidate. After it, the client already holds part of an answer, so a failure en
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import time
@@ -32,17 +33,38 @@ from foundry_router.service import Router
 from foundry_router.streaming import Relay, RelayResponse
 from foundry_router.upstream_call import read_body, read_first_event, send
 from foundry_router.upstreams import UpstreamStatus
+from foundry_router.waiting import Queued, QueuedStream, Waiting
 
 log = structlog.get_logger("foundry_router.proxy")
 
 STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+Admitted = tuple[Target, UpstreamStatus, Lease, int]  # where, its status, the slot, how many candidates there were
 
 
 async def forward(router: Router, exchange: Exchange, targets: list[Target]) -> Response:
-    """The answer of the first candidate that gives one; a ClientError when none could."""
+    """The answer of the first candidate that gives one; a ClientError when none could. A stream that must wait for
+    a slot starts at once and is told its place while it waits (waiting.py); a whole answer that waited says so."""
     remaining = list(targets)
+    first = admit_now(router, exchange, remaining)
+    waiting = Waiting()
+    if isinstance(first, Queued):
+        waiting.follow(first)
+        if exchange.stream:
+            headers = {**STREAM_HEADERS, "x-request-id": exchange.request_id}
+            answering = functools.partial(answer_first, router, exchange, remaining, first, waiting)
+            return QueuedStream(router, exchange, waiting, answering, headers)
+    response = await answer_first(router, exchange, remaining, first, waiting)
+    response.headers.update(waiting.headers())
+    return response
+
+
+async def answer_first(router: Router, exchange: Exchange, remaining: list[Target],
+                       first: Admitted | Queued | None, waiting: Waiting) -> Response:  # fmt: skip
+    """The failover loop: a slot (`first` is the one already taken, or the place already held), the answer of that
+    candidate, the next one when it fails before the first byte."""
     while remaining:
-        target, status, lease, candidates = await admit(router, exchange, remaining)
+        target, status, lease, candidates = await admit(router, exchange, remaining, first, waiting)
+        first = None
         response: Response | None = None
         try:
             response = await answer_from(router, exchange, target, status, lease, candidates)
@@ -77,48 +99,59 @@ def note_failure(router: Router, exchange: Exchange, target: Target, status: Ups
         router.registry.wake()
 
 
-async def admit(router: Router, exchange: Exchange,
-                remaining: list[Target]) -> tuple[Target, UpstreamStatus, Lease, int]:  # fmt: skip
-    """A slot on the least busy candidate, waiting in the shortest queue when every one is full."""
-    while True:
-        by_upstream = {s.upstream: s for s in router.registry.statuses}
-        ordered = [t for t in least_busy(remaining, by_upstream) if t.upstream in by_upstream]
-        if not ordered:
-            raise ClientError(503, "The upstreams went away while the request waited.", "no_upstream", "server_error")
-        for target in ordered:
-            status = by_upstream[target.upstream]
-            if status.slots.has_room:
-                return target, status, status.slots.take(), len(ordered)
-        open_queues = [t for t in ordered if not by_upstream[t.upstream].slots.queue_full]
-        if not open_queues:
-            raise queue_refusal(router, exchange, "queue_full", ordered, by_upstream)
-        target = min(open_queues, key=lambda t: by_upstream[t.upstream].slots.queued)
+def admit_now(router: Router, exchange: Exchange, remaining: list[Target]) -> Admitted | Queued:
+    """A slot on the least busy candidate, or else a place (taken now) in the shortest queue; refused when every
+    queue is full."""
+    by_upstream = {s.upstream: s for s in router.registry.statuses}
+    ordered = [t for t in least_busy(remaining, by_upstream) if t.upstream in by_upstream]
+    if not ordered:
+        raise ClientError(503, "The upstreams went away while the request waited.", "no_upstream", "server_error")
+    for target in ordered:
         status = by_upstream[target.upstream]
+        if status.slots.has_room:
+            return target, status, status.slots.take(), len(ordered)
+    open_queues = [t for t in ordered if not by_upstream[t.upstream].slots.queue_full]
+    if not open_queues:
+        raise queue_refusal(router, exchange, "queue_full", ordered, by_upstream)
+    target = min(open_queues, key=lambda t: by_upstream[t.upstream].slots.queued)
+    status = by_upstream[target.upstream]
+    return Queued(target, status, status.slots.join(), ordered, by_upstream)
+
+
+async def admit(router: Router, exchange: Exchange, remaining: list[Target], first: Admitted | Queued | None,
+                waiting: Waiting) -> Admitted:  # fmt: skip
+    """A slot: `first` (a slot already taken, or the place to wait in), else a new try; `waiting` follows the places
+    it holds."""
+    while True:
+        step = first if first is not None else admit_now(router, exchange, remaining)
+        first = None
+        if not isinstance(step, Queued):
+            return step
+        waiting.follow(step)
         try:
             async with asyncio.timeout(router.settings.queue_timeout_seconds):
-                lease = await status.slots.wait()
+                lease = await step.status.slots.wait(step.place)
         except TimeoutError:
-            raise queue_refusal(router, exchange, "queue_timeout", ordered, by_upstream) from None
+            raise queue_refusal(router, exchange, "queue_timeout", step.ordered, step.by_upstream) from None
         except UpstreamGone as gone:
             exchange.failed.append(str(gone))
-            remaining.remove(target)
+            remaining.remove(step.target)
             if not remaining:
                 raise ClientError(503, f"No upstream could answer: {gone}.", "no_upstream", "server_error") from None
             continue
-        return target, status, lease, len(ordered)
+        waiting.admitted()
+        return step.target, step.status, lease, len(step.ordered)
 
 
 def queue_refusal(router: Router, exchange: Exchange, reason: str, ordered: list[Target],
                   by_upstream: dict) -> ClientError:  # fmt: skip
     router.recorder.rejections.labels(exchange.model, reason).inc()
-    # A guess at when a slot frees: the recent time to first token of the candidates, at least a second.
-    ttfts = [by_upstream[t.upstream].ttft_seconds or 1.0 for t in ordered]
-    retry_after = max(1, min(60, math.ceil(min(ttfts) * 2)))
+    retry_after = max(1, min(60, math.ceil(retry_after_seconds([by_upstream[t.upstream] for t in ordered]))))
     if reason == "queue_full":
         message = (
             f"Every upstream serving '{exchange.model}' is busy and its queue is full "
-            f"({len(ordered)} upstream(s), UPSTREAM_MAX_CONCURRENCY and UPSTREAM_QUEUE_SIZE): retry after "
-            f"{retry_after} s."
+            f"({len(ordered)} upstream(s), each at its limit (ADMISSION, at most UPSTREAM_MAX_CONCURRENCY) "
+            f"with UPSTREAM_QUEUE_SIZE waiting): retry after {retry_after} s."
         )
     else:
         message = (
@@ -126,6 +159,16 @@ def queue_refusal(router: Router, exchange: Exchange, reason: str, ordered: list
             f"upstream serving '{exchange.model}': retry after {retry_after} s."
         )
     return ClientError(429, message, reason, "rate_limit_error", {"retry-after": str(retry_after)})
+
+
+def retry_after_seconds(candidates: list[UpstreamStatus]) -> float:
+    """When the request would have had a slot, had it joined the back of the shortest wait: from each candidate's
+    measured drain rate (admission.Slots.expected_wait_seconds). Before any has measured one, a guess: twice the
+    recent time to first token."""
+    waits = [w for s in candidates if (w := s.slots.expected_wait_seconds(s.slots.queued)) is not None]
+    if waits:
+        return min(waits)
+    return min(s.ttft_seconds or 1.0 for s in candidates) * 2
 
 
 async def answer_from(router: Router, exchange: Exchange, target: Target, status: UpstreamStatus, lease: Lease,

@@ -26,13 +26,20 @@ UPSTREAM_GAUGES = (
     ("router_upstream_in_flight", "Requests in flight to the upstream", False),
     ("router_upstream_queue_length", "Requests waiting for a slot on the upstream", False),
     ("router_upstream_queue_capacity", "Requests that may wait for the upstream (UPSTREAM_QUEUE_SIZE)", False),
-    ("router_upstream_max_concurrency", "Requests the upstream takes at once (UPSTREAM_MAX_CONCURRENCY)", False),
+    ("router_upstream_max_concurrency", "Most requests the upstream takes at once (UPSTREAM_MAX_CONCURRENCY)", False),
+    ("router_upstream_concurrency_limit", "Requests admitted at once now: learned (ADMISSION) or the cap", False),
+    ("router_upstream_stream_rate_floor_tokens_per_second", "The decode rate admission keeps each stream above", False),
 )
+# Only once the upstream has measured it: the decode rate of one stream at the concurrency last measured.
+STREAM_RATE = ("router_upstream_stream_rate_tokens_per_second", "Decode rate of one stream, recent average")
 
 
 def gauge_values(status: UpstreamStatus) -> tuple[float, ...]:
     slots = status.slots
-    return (1 if status.serving else 0, len(status.models), slots.in_flight, slots.queued, slots.queue_size, slots.cap)
+    return (
+        *(1 if status.serving else 0, len(status.models), slots.in_flight, slots.queued, slots.queue_size, slots.cap),
+        *(slots.limit, slots.capacity.targets.rate_floor),
+    )
 
 
 class UpstreamCollector(Collector):
@@ -44,11 +51,14 @@ class UpstreamCollector(Collector):
             GaugeMetricFamily(name, text, labels=["upstream", "cloud"] if cloud else ["upstream"])
             for name, text, cloud in UPSTREAM_GAUGES
         ]
+        rates = GaugeMetricFamily(*STREAM_RATE, labels=["upstream"])
         for status in self.registry.statuses:
             name, cloud = status.upstream.name, str(status.upstream.cloud).lower()
             for family, (_, _, with_cloud), value in zip(families, UPSTREAM_GAUGES, gauge_values(status), strict=True):
                 family.add_metric([name, cloud] if with_cloud else [name], value)
-        yield from families
+            if (rate := status.slots.capacity.last_rate) is not None:
+                rates.add_metric([name], rate)
+        yield from (*families, rates)
 
 
 class Recorder:

@@ -74,5 +74,6 @@ def build_router(settings: Settings) -> Router:
         max_backoff=settings.probe_max_backoff_seconds,
         max_concurrency=settings.max_concurrency,
         queue_size=settings.queue_size,
+        targets=settings.targets,
     )
     return Router(settings, registry, Recorder(registry), probe_client)

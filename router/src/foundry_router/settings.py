@@ -12,6 +12,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 from foundry_common.drain import DrainSettings
 from foundry_common.protocol import Route
 from foundry_common.settings import check_url, split_list
+from foundry_router.capacity import Targets
 
 # Shown as hidden in configuration errors: never echo a secret to the terminal or a log.
 SECRET_VARIABLES = {"API_KEY", "CLOUD_API_KEY", "FOUNDRY_LOCAL_API_KEYS", "ROUTER_API_KEYS"}
@@ -95,14 +96,39 @@ class Settings(DrainSettings):
         description="route of requests without an `X-Foundry-Route` header: `local`, `cloud` or `auto`",
     )
 
-    # Load: a small CPU model answers a few requests at once well; more only slows every one of them. The queue
-    # holds a team's worth of chats arriving together (64 sessions at once, tests/e2e/test_load.py).
+    # Load: how many requests an upstream takes at once is learned from what its streams measure (capacity.py);
+    # the cap bounds it. The queue holds a team's worth of chats arriving together (tests/e2e/test_load.py).
+    admission: Literal["measured", "static"] = Field(
+        "measured",
+        validation_alias="ADMISSION",
+        description="`measured`: each upstream takes as many streams at once as keep every one above "
+        "`STREAM_RATE_FLOOR_TOKENS_PER_SECOND` and its first token under `TTFT_BOUND_SECONDS`, learned from the "
+        "finished streams, at most `UPSTREAM_MAX_CONCURRENCY`; `static`: always `UPSTREAM_MAX_CONCURRENCY`",
+    )
     max_concurrency: int = Field(
-        4,
+        16,
         ge=1,
         le=1024,
         validation_alias="UPSTREAM_MAX_CONCURRENCY",
-        description="requests each upstream takes at once",
+        description="requests each upstream takes at once: with `ADMISSION=measured` only the upper bound of the "
+        "learned limit",
+    )
+    stream_rate_floor: float = Field(
+        8.0,
+        gt=0,
+        le=10000,
+        validation_alias="STREAM_RATE_FLOOR_TOKENS_PER_SECOND",
+        description="the decode rate (tokens/s) every stream keeps under measured admission: 8 is a fast reader's "
+        "pace (240 to 350 words a minute at some 1.3 tokens a word is 5 to 8 tokens/s), so text appears at least "
+        "as fast as it is read",
+    )
+    ttft_bound: float = Field(
+        2.0,
+        gt=0,
+        le=600,
+        validation_alias="TTFT_BOUND_SECONDS",
+        description="under measured admission, the longest time to first token (from the upstream taking the "
+        "request) that a stream may see; past it the upstream takes fewer at once",
     )
     queue_size: int = Field(
         64,
@@ -197,7 +223,7 @@ class Settings(DrainSettings):
     def _check_url(cls, value: str | None) -> str | None:
         return None if value is None else check_url(value)
 
-    @field_validator("log_level", "log_format", "default_route", mode="before")
+    @field_validator("log_level", "log_format", "default_route", "admission", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
@@ -215,6 +241,11 @@ class Settings(DrainSettings):
         """BASE_URL (the course's single upstream) first, then the discovery list, without duplicates."""
         urls = [self.base_url] if self.base_url else []
         return urls + [url for url in self.foundry_local_urls if url not in urls]
+
+    @property
+    def targets(self) -> Targets:
+        """What admission keeps each stream within (capacity.py)."""
+        return Targets(self.admission == "measured", self.stream_rate_floor, self.ttft_bound)
 
     def key_for(self, url: str) -> str:
         if url in self.foundry_local_urls:

@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 from foundry_common.relay import WholeLines, error_event
 from foundry_common.sse import StreamWatcher
 from foundry_router.admission import Lease
+from foundry_router.capacity import decode_rate
 from foundry_router.exchange import Exchange, finish
 from foundry_router.failures import transport_failure
 from foundry_router.routing import Target
@@ -86,8 +87,16 @@ class Relay:
                                              error)  # fmt: skip
         if ttft is not None:
             self.status.observe_ttft(ttft)
+        self.report_capacity()
         ttft_ms = round(ttft * 1000, 2) if ttft is not None else None
         finish(self.router, exchange, target, code, error=error or None, tokens=watcher.output_tokens, ttft_ms=ttft_ms)
+
+    def report_capacity(self) -> None:
+        """What this stream measured, for the upstream's learned concurrency limit (capacity.py)."""
+        watcher, lease = self.watcher, self.lease
+        first = watcher.first_token_at
+        ttft = max(0.0, first - lease.taken_at) if first is not None else None
+        lease.report(decode_rate(watcher.output_tokens, first, watcher.last_token_at), ttft)
 
 
 async def client_gone(receive: Receive) -> None:
@@ -110,15 +119,23 @@ class RelayResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            pump = asyncio.ensure_future(self.relay.pump(send))
-            watch = asyncio.ensure_future(client_gone(receive))
-            try:
-                await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in (pump, watch):
-                    task.cancel()
-                await asyncio.gather(pump, watch, return_exceptions=True)
-            if pump.done() and not pump.cancelled() and pump.exception() is not None:
-                raise pump.exception()  # type: ignore[misc]
+            await relay_to_client(self.relay, receive, send)
         finally:
             self.relay.close()
+
+
+async def relay_to_client(relay: Relay, receive: Receive, send: Send) -> None:
+    """The relay's stream after the response has started, until it ends or the client leaves; the relay closed."""
+    try:
+        pump = asyncio.ensure_future(relay.pump(send))
+        watch = asyncio.ensure_future(client_gone(receive))
+        try:
+            await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pump, watch):
+                task.cancel()
+            await asyncio.gather(pump, watch, return_exceptions=True)
+        if pump.done() and not pump.cancelled() and pump.exception() is not None:
+            raise pump.exception()  # type: ignore[misc]
+    finally:
+        relay.close()

@@ -24,6 +24,7 @@ import httpx
 import structlog
 
 from foundry_router.admission import Slots
+from foundry_router.capacity import STATIC, Targets
 from foundry_router.probe import ProbeError, ProbeResult, Shape, probe
 
 log = structlog.get_logger("foundry_router.upstreams")
@@ -144,7 +145,12 @@ class UpstreamStatus:
             "in_flight": self.slots.in_flight,
             "queued": self.slots.queued,
             "max_concurrency": self.slots.cap,
+            # What admission lets in at once now (learned under the cap, or the cap) and the rate it keeps.
+            "concurrency_limit": self.slots.limit,
+            "stream_rate_floor": self.slots.capacity.targets.rate_floor,
         }
+        if self.slots.capacity.last_rate is not None:
+            body["stream_rate"] = round(self.slots.capacity.last_rate, 1)
         if self.ttft_seconds is not None:
             body["ttft_ms"] = round(self.ttft_seconds * 1000, 1)
         if self.error:
@@ -167,6 +173,7 @@ class Registry:
     max_backoff: float
     max_concurrency: int
     queue_size: int
+    targets: Targets = STATIC  # what admission keeps each stream within (capacity.py)
     resolve: Resolver = resolve_addresses
     on_change: Callable[[UpstreamStatus], None] = lambda status: None
     statuses: list[UpstreamStatus] = field(default_factory=list)
@@ -223,7 +230,7 @@ class Registry:
         for upstreams, error in await asyncio.gather(*(self._expand(src) for src in self.sources)):
             for upstream in upstreams:
                 status = known.pop(upstream, None) or UpstreamStatus(
-                    upstream, Slots(self.max_concurrency, self.queue_size)
+                    upstream, Slots(self.max_concurrency, self.queue_size, self.targets)
                 )
                 status.resolved = not error
                 if error and status.next_probe_at <= time.monotonic():
