@@ -219,7 +219,7 @@ def run_history(tmp: Path, paced_url: str, max_tokens: int, counts: list[int], r
         for name, env in databases.items():
             chats[name] = start_chat(
                 tmp / f"history-{name}", [paced_url], MAX_TOKENS=str(max_tokens), LOG_LEVEL="warning",
-                UPSTREAM_MAX_CONCURRENCY="1024", **env,
+                UPSTREAM_MAX_CONCURRENCY="1024", ADMISSION="static", **env,
             )  # fmt: skip
         for chat in chats.values():
             chat.wait_healthy()
@@ -261,11 +261,11 @@ def main() -> None:
             model = gateway.wait_for_state({"ready"})["model"]
             for name, url in (("paced", paced_url), ("embedded", f"{gateway.url}/v1")):
                 (tmp / name).mkdir()
-                # The router's per-upstream cap is a policy for a CPU model (it queues the rest); here the
-                # overhead is measured against an unlimited direct path, so the cap is out of the way.
+                # The router's per-upstream limit is a policy for a CPU model (it queues the rest); here the
+                # overhead is measured against an unlimited direct path, so a static, huge cap keeps it out of the way.
                 chat = start_chat(
                     tmp / name, [url], MAX_TOKENS=str(args.max_tokens), LOG_LEVEL="warning",
-                    UPSTREAM_MAX_CONCURRENCY="1024",
+                    UPSTREAM_MAX_CONCURRENCY="1024", ADMISSION="static",
                 )  # fmt: skip
                 chats.append(chat)
                 chat.wait_healthy()

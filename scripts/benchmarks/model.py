@@ -183,11 +183,13 @@ def start_servers(tmp: Path, args: argparse.Namespace, processes: list) -> tuple
     processes.append(gateway)
     model = gateway.wait_for_state({"ready"}, 180)["model"]
     upstream = f"{gateway.url}/v1"
-    # A cap and a queue above any load measured: the router only forwards.
-    free = start_router(tmp / "router", [upstream], UPSTREAM_MAX_CONCURRENCY="16", UPSTREAM_QUEUE_SIZE="64",
-                        LOG_LEVEL="warning")  # fmt: skip
+    # A static cap and a queue above any load measured: the router only forwards (no learned limit in the way).
+    free = start_router(tmp / "router", [upstream], ADMISSION="static", UPSTREAM_MAX_CONCURRENCY="16",
+                        UPSTREAM_QUEUE_SIZE="64", LOG_LEVEL="warning")  # fmt: skip
     processes.append(free)
-    capped = start_router(tmp / "router-default", [upstream], LOG_LEVEL="warning")  # the default cap and queue
+    # The static cap of 4 that every release had until admission was measured (scripts/bench capacity compares both).
+    capped = start_router(tmp / "router-default", [upstream], ADMISSION="static", UPSTREAM_MAX_CONCURRENCY="4",
+                          LOG_LEVEL="warning")  # fmt: skip
     processes.append(capped)
     for router in (free, capped):
         router.wait_ready(60, model=model)
